@@ -1,0 +1,23 @@
+# Install and export: find_package(memlimits CONFIG) gives memlimits::memlimits
+# and memlimits::hooks; the preload library is installed beside them.
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+set(MEMLIMITS_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/memlimits)
+
+install(TARGETS memlimits memlimits_hooks EXPORT memlimitsTargets
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        OBJECTS DESTINATION ${CMAKE_INSTALL_LIBDIR}/memlimits/objects
+        INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(TARGETS memlimits_preload LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+install(DIRECTORY include/memlimits DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT memlimitsTargets NAMESPACE memlimits:: DESTINATION ${MEMLIMITS_CMAKE_DIR})
+
+configure_package_config_file(cmake/memlimitsConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/memlimitsConfig.cmake INSTALL_DESTINATION ${MEMLIMITS_CMAKE_DIR})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/memlimitsConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/memlimitsConfig.cmake
+              ${PROJECT_BINARY_DIR}/memlimitsConfigVersion.cmake
+        DESTINATION ${MEMLIMITS_CMAKE_DIR})

@@ -1,0 +1,6 @@
+// memlimits/memlimits.hpp — the umbrella header of the public API.
+#pragma once
+
+#include "memlimits/allocator.hpp"
+#include "memlimits/config.hpp"
+#include "memlimits/memprof.hpp"

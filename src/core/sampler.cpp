@@ -1,0 +1,209 @@
+// core/sampler.cpp — the slow path of the sampling core, the registry of
+// thread states, seeding and fork handling. Layer 2.
+#include "core/sampler.hpp"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+
+#include "core/check.hpp"
+#include "core/sampling.hpp"
+#include "core/spinlock.hpp"
+
+namespace memlimits::core {
+
+constinit thread_local thread_state tls_state MEMLIMITS_TLS_MODEL{};
+
+namespace {
+
+// The sampling rate of every thread, and a counter bumped when it changes.
+std::atomic<double> global_rate{1e-4};
+std::atomic<std::uint64_t> global_rate_epoch{1};
+
+// Seeds: thread k gets splitmix(seed + k).
+std::atomic<std::uint64_t> global_seed{0};
+std::atomic<std::uint64_t> seeded_threads{0};
+
+// Registry of live thread states, for alarm_all_threads().
+spinlock registry_lock;
+thread_state* registry_head = nullptr;
+
+std::uint64_t choose_seed() noexcept {
+  std::uint64_t seed = global_seed.load(std::memory_order_acquire);
+  if (seed != 0) return seed;
+  std::uint64_t chosen = 0;
+  if (const char* text = platform::get_env("MEMLIMITS_SEED"); text != nullptr) {
+    chosen = std::strtoull(text, nullptr, 0);
+  }
+  if (chosen == 0) chosen = platform::entropy() | 1;
+  global_seed.compare_exchange_strong(seed, chosen, std::memory_order_acq_rel);
+  return global_seed.load(std::memory_order_acquire);
+}
+
+void seed_thread(thread_state& s) noexcept {
+  std::uint64_t mix = choose_seed() + seeded_threads.fetch_add(1, std::memory_order_relaxed);
+  s.rng_.seed(splitmix64(mix));
+}
+
+// Draws the position of the next sampled word, counted from the arm point.
+void draw_next_sample(thread_state& s) noexcept {
+  const std::uint64_t gap = draw_gap_words(s.rng_, s.rate_, s.log1m_rate_);
+  s.to_sample_ = static_cast<std::int64_t>((gap - 1) * 8);
+}
+
+void load_rate(thread_state& s) noexcept {
+  s.rate_epoch_ = global_rate_epoch.load(std::memory_order_acquire);
+  s.rate_ = global_rate.load(std::memory_order_relaxed);
+  s.log1m_rate_ = std::log1p(-s.rate_);
+}
+
+// Arms the countdown at the nearest trigger.
+void arm(thread_state& s) noexcept {
+  const std::int64_t next = s.to_sample_ < s.to_deadline_ ? s.to_sample_ : s.to_deadline_;
+  s.armed_ = next;
+  s.countdown_ = next;
+}
+
+void deregister_thread(void* arg) {
+  auto* s = static_cast<thread_state*>(arg);
+  spinlock_guard guard(registry_lock);
+  if (s->status_ != status_live) return;
+  if (s->prev_ != nullptr) s->prev_->next_ = s->next_; else registry_head = s->next_;
+  if (s->next_ != nullptr) s->next_->prev_ = s->prev_;
+  s->prev_ = s->next_ = nullptr;
+  // The thread may still allocate (later TLS destructors, libc): it keeps
+  // sampling, it is just no longer reachable by alarm_all_threads().
+  s->status_ = status_exited;
+}
+
+void fork_prepare() { registry_lock.lock(); }
+void fork_parent() { registry_lock.unlock(); }
+void fork_child() {
+  // Only the forking thread exists in the child; its generator must not
+  // repeat the parent's draws.
+  registry_lock.reset_after_fork();
+  thread_state& self = tls_state;
+  registry_head = nullptr;
+  if (self.status_ == status_live) {
+    self.prev_ = self.next_ = nullptr;
+    registry_head = &self;
+  }
+  global_seed.store((global_seed.load(std::memory_order_relaxed) ^ platform::entropy()) | 1,
+                    std::memory_order_relaxed);
+  seed_thread(self);
+  if (self.status_ != status_new) {
+    const std::int64_t consumed = self.armed_ - self.countdown_;
+    if (self.to_deadline_ != INT64_MAX) self.to_deadline_ -= consumed;
+    draw_next_sample(self);
+    arm(self);
+  }
+}
+
+std::atomic<bool> fork_handlers_registered{false};
+
+void initialise_thread(thread_state& s) noexcept {
+  if (!fork_handlers_registered.exchange(true)) {
+    platform::register_fork_handlers(&fork_prepare, &fork_parent, &fork_child);
+  }
+  seed_thread(s);
+  load_rate(s);
+  s.to_deadline_ = INT64_MAX;
+  {
+    spinlock_guard guard(registry_lock);
+    s.prev_ = nullptr;
+    s.next_ = registry_head;
+    if (registry_head != nullptr) registry_head->prev_ = &s;
+    registry_head = &s;
+    s.status_ = status_live;
+  }
+  platform::on_thread_exit(&deregister_thread, &s);
+}
+
+}  // namespace
+
+std::uint64_t on_event(std::size_t bytes) noexcept {
+  thread_state& s = tls_state;
+  if (s.reentry_ > 0) return 0;  // inside our own slow path or a callback
+  const int saved_errno = errno;
+  ++s.reentry_;
+  s.alarm_.store(0, std::memory_order_relaxed);
+  // Make the alarm's clearing visible before the state it signals is read,
+  // so that a request made after this point raises the alarm again.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+
+  // This block occupies bytes [before, after) of the stream since the arm
+  // point.
+  const auto block = static_cast<std::int64_t>(counted_bytes(bytes));
+  std::int64_t after = s.armed_ - s.countdown_;
+  std::int64_t before = after - block;
+
+  if (s.status_ == status_new) {
+    initialise_thread(s);
+    s.to_sample_ = INT64_MAX;  // drawn below, from the start of this block
+    before = 0;
+    after = block;
+  }
+  if (s.rate_epoch_ != global_rate_epoch.load(std::memory_order_acquire) ||
+      s.to_sample_ == INT64_MAX) {
+    // The process has no memory: redrawing the gap from the start of this
+    // block at the new rate is exact.
+    load_rate(s);
+    draw_next_sample(s);
+    s.to_sample_ += before;
+  }
+
+  std::uint64_t samples = 0;
+  if (s.to_sample_ < after) {
+    // The sampled word lies in this block; the words after it in the block
+    // are independent trials.
+    const auto words_after = static_cast<std::uint64_t>((after - s.to_sample_) / 8 - 1);
+    samples = 1 + draw_binomial(s.rng_, words_after, s.rate_);
+    draw_next_sample(s);
+  } else {
+    s.to_sample_ -= after;
+  }
+  if (s.to_deadline_ != INT64_MAX) s.to_deadline_ -= after;
+  arm(s);
+  --s.reentry_;
+  errno = saved_errno;
+  return samples;
+}
+
+double sampling_rate() noexcept { return global_rate.load(std::memory_order_relaxed); }
+
+void set_sampling_rate(double rate) noexcept {
+  MEMLIMITS_CHECK(rate > 0.0 && rate <= 1.0, "sampling rate outside (0, 1]");
+  if (global_rate.exchange(rate, std::memory_order_relaxed) == rate) return;
+  global_rate_epoch.fetch_add(1, std::memory_order_acq_rel);
+  alarm_all_threads();
+  // The calling thread takes the new rate at its next allocation too.
+  tls_state.alarm_.store(INT64_MAX, std::memory_order_relaxed);
+}
+
+void reseed(std::uint64_t seed) noexcept {
+  global_seed.store(seed | 1, std::memory_order_release);
+  seeded_threads.store(0, std::memory_order_relaxed);
+  thread_state& s = tls_state;
+  ++s.reentry_;
+  if (s.status_ == status_new) {
+    initialise_thread(s);
+  } else {
+    seed_thread(s);
+  }
+  // Restart the stream here: nothing consumed since the arm point.
+  load_rate(s);
+  draw_next_sample(s);
+  s.to_deadline_ = INT64_MAX;
+  arm(s);
+  --s.reentry_;
+}
+
+void alarm_all_threads() noexcept {
+  spinlock_guard guard(registry_lock);
+  thread_state* self = &tls_state;
+  for (thread_state* s = registry_head; s != nullptr; s = s->next_) {
+    if (s != self) s->alarm_.store(INT64_MAX, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace memlimits::core

@@ -1,0 +1,87 @@
+// hooks/entry.cpp — the slow paths of hooks/entry.hpp. Layer 4.
+#include "hooks/entry.hpp"
+
+#include <cstring>
+
+#include "core/subscribers.hpp"
+
+namespace memlimits::hooks {
+namespace {
+
+void* allocate_plain(std::size_t bytes, std::size_t alignment, bool zero) noexcept {
+  if (alignment != 0) {
+    void* p = platform::system::memalign(alignment, bytes);
+    if (p != nullptr && zero) std::memset(p, 0, bytes);
+    return p;
+  }
+  return zero ? platform::system::calloc(1, bytes) : platform::system::malloc(bytes);
+}
+
+// A block holding `samples` samples: page-aligned, so that its free is
+// recognised, and handed to the subscribers.
+void* allocate_sampled(std::size_t bytes, std::size_t alignment, source origin, bool zero,
+                       std::uint64_t samples, void* caller) noexcept {
+  const std::size_t aligned_to =
+      alignment > tracking::sampled_alignment ? alignment : tracking::sampled_alignment;
+  void* p = platform::system::memalign(aligned_to, bytes);
+  if (p == nullptr) return nullptr;  // errno is ENOMEM, as glibc set it
+  if (zero) std::memset(p, 0, bytes);
+
+  const int saved_errno = errno;
+  const memprof::allocation block{p, bytes, samples, origin, {}};
+  core::block_samples taken;
+  if (core::dispatch_alloc(block, caller, taken)) {
+    tracking::record* r = tracking::new_record();
+    if (r != nullptr) {
+      r->address = p;
+      r->size = bytes;
+      r->samples = taken;
+    }
+    if (r == nullptr || !tracking::insert(r)) {
+      // Out of memory for the metadata: the free could not be recognised,
+      // so report it now rather than never.
+      core::dispatch_free(taken);
+      if (r != nullptr) tracking::delete_record(r);
+    }
+  }
+  errno = saved_errno;
+  return p;
+}
+
+}  // namespace
+
+void* allocate_slow(std::size_t bytes, std::size_t alignment, source origin, bool zero,
+                    void* caller) noexcept {
+  const std::uint64_t samples = core::on_event(bytes);
+  if (samples == 0) return allocate_plain(bytes, alignment, zero);
+  return allocate_sampled(bytes, alignment, origin, zero, samples, caller);
+}
+
+void deallocate_slow(void* p) noexcept {
+  if (p == nullptr) return;
+  const int saved_errno = errno;
+  if (tracking::record* r = tracking::remove(p); r != nullptr) {
+    core::dispatch_free(r->samples);
+    tracking::delete_record(r);
+  }
+  platform::system::free(p);
+  errno = saved_errno;
+}
+
+void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* caller) noexcept {
+  std::uint64_t samples = 0;
+  if (event_pending || !core::consume(bytes)) samples = core::on_event(bytes);
+  const bool tracked = tracking::may_be_sampled(p) && tracking::contains(p);
+  if (samples == 0 && !tracked) return platform::system::realloc(p, bytes);
+
+  // The old or the new block is sampled: move the contents, as realloc may.
+  void* q = samples == 0 ? platform::system::malloc(bytes)
+                         : allocate_sampled(bytes, 0, source::malloc, false, samples, caller);
+  if (q == nullptr) return nullptr;
+  const std::size_t old_size = platform::system::usable_size(p);
+  std::memcpy(q, p, old_size < bytes ? old_size : bytes);
+  deallocate_slow(p);
+  return q;
+}
+
+}  // namespace memlimits::hooks

@@ -1,0 +1,99 @@
+// hooks/entry.hpp — the one internal entry point behind every hook: the
+// global operator new/delete (hooks/new_delete.cpp), the malloc family
+// (hooks/malloc.cpp) and the explicit adapters (hooks/adapter.cpp).
+//
+// Allocation: the core's fast path (core::consume) decides; almost always
+// the block comes straight from the system allocator. Otherwise the slow
+// path draws the block's samples; a sampled block is allocated page-aligned
+// and handed to the subscribers, and recorded (tracking/) if they want its
+// free. Free: one test of the address's low bits (tracking::may_be_sampled);
+// only page-aligned pointers are looked up.
+// Contract: never throws, never logs, never allocates on its own behalf
+// outside the subscribers' callbacks (which run with sampling off); preserves
+// errno except where glibc itself sets it (ENOMEM on failure).
+// Layer 4 (uses tracking/, core/, platform/).
+#pragma once
+
+#include <cerrno>
+#include <cstddef>
+
+#include "core/sampler.hpp"
+#include "memlimits/memprof.hpp"
+#include "platform/system_allocator.hpp"
+#include "tracking/block_table.hpp"
+
+// The replaced ABI symbols are exported even though the library is built
+// with hidden visibility.
+#define MEMLIMITS_HOOK __attribute__((visibility("default")))
+
+namespace memlimits::hooks {
+
+using memprof::source;
+
+// Slow paths (hooks/entry.cpp). `caller` is the hook's return address.
+// alignment 0: the system allocator's default alignment.
+void* allocate_slow(std::size_t bytes, std::size_t alignment, source origin, bool zero,
+                    void* caller) noexcept;
+void deallocate_slow(void* p) noexcept;
+void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* caller) noexcept;
+
+MEMLIMITS_ALWAYS_INLINE void* allocate(std::size_t bytes, source origin, void* caller) noexcept {
+  if (MEMLIMITS_LIKELY(core::consume(bytes))) {
+    void* p = platform::system::malloc(bytes);
+    if (MEMLIMITS_UNLIKELY(p == nullptr)) core::refund(bytes);
+    return p;
+  }
+  return allocate_slow(bytes, 0, origin, false, caller);
+}
+
+MEMLIMITS_ALWAYS_INLINE void* allocate_zeroed(std::size_t count, std::size_t size,
+                                              source origin, void* caller) noexcept {
+  std::size_t bytes;
+  if (MEMLIMITS_UNLIKELY(__builtin_mul_overflow(count, size, &bytes))) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (MEMLIMITS_LIKELY(core::consume(bytes))) {
+    void* p = platform::system::calloc(count, size);
+    if (MEMLIMITS_UNLIKELY(p == nullptr)) core::refund(bytes);
+    return p;
+  }
+  return allocate_slow(bytes, 0, origin, true, caller);
+}
+
+// `alignment` as glibc's memalign takes it (rounded up to a power of two).
+MEMLIMITS_ALWAYS_INLINE void* allocate_aligned(std::size_t bytes, std::size_t alignment,
+                                               source origin, void* caller) noexcept {
+  if (MEMLIMITS_LIKELY(core::consume(bytes))) {
+    void* p = platform::system::memalign(alignment, bytes);
+    if (MEMLIMITS_UNLIKELY(p == nullptr)) core::refund(bytes);
+    return p;
+  }
+  return allocate_slow(bytes, alignment, origin, false, caller);
+}
+
+MEMLIMITS_ALWAYS_INLINE void deallocate(void* p) noexcept {
+  if (MEMLIMITS_UNLIKELY(tracking::may_be_sampled(p))) return deallocate_slow(p);
+  platform::system::free(p);
+}
+
+// glibc's realloc: realloc(nullptr, n) allocates, realloc(p, 0) frees and
+// returns nullptr, on failure p is left untouched.
+MEMLIMITS_ALWAYS_INLINE void* reallocate(void* p, std::size_t bytes, void* caller) noexcept {
+  if (p == nullptr) return allocate(bytes, source::malloc, caller);
+  if (MEMLIMITS_UNLIKELY(bytes == 0)) {
+    deallocate(p);
+    return nullptr;
+  }
+  if (MEMLIMITS_LIKELY(!tracking::may_be_sampled(p))) {
+    if (MEMLIMITS_LIKELY(core::consume(bytes))) {
+      void* q = platform::system::realloc(p, bytes);
+      if (MEMLIMITS_UNLIKELY(q == nullptr)) core::refund(bytes);
+      return q;
+    }
+    return reallocate_slow(p, bytes, true, caller);
+  }
+  return reallocate_slow(p, bytes, false, caller);
+}
+
+}  // namespace memlimits::hooks

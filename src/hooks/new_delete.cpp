@@ -1,0 +1,111 @@
+// hooks/new_delete.cpp — every replaceable global operator new and delete
+// ([new.delete]): plain, array, nothrow, sized, align_val_t, and their
+// combinations, over hooks/entry.hpp. Linked into the program by
+// memlimits::hooks and into the preload library. Layer 4.
+#include <new>
+
+#include "hooks/entry.hpp"
+
+namespace {
+
+using memlimits::hooks::source;
+
+// The standard's loop: call the new_handler until it succeeds, throws, or
+// there is none. A nothrow form behaves like the throwing one with
+// std::bad_alloc caught.
+MEMLIMITS_NOINLINE void* retry_new(std::size_t bytes, std::size_t alignment, bool nothrow,
+                                   void* caller) {
+  for (;;) {
+    std::new_handler handler = std::get_new_handler();
+    if (handler == nullptr) {
+      if (nothrow) return nullptr;
+      throw std::bad_alloc();
+    }
+    if (nothrow) {
+      try {
+        handler();
+      } catch (const std::bad_alloc&) {
+        return nullptr;
+      }
+    } else {
+      handler();
+    }
+    void* p = alignment == 0
+                  ? memlimits::hooks::allocate(bytes, source::new_delete, caller)
+                  : memlimits::hooks::allocate_aligned(bytes, alignment, source::new_delete, caller);
+    if (p != nullptr) return p;
+  }
+}
+
+MEMLIMITS_ALWAYS_INLINE void* new_impl(std::size_t bytes, bool nothrow, void* caller) {
+  void* p = memlimits::hooks::allocate(bytes, source::new_delete, caller);
+  if (MEMLIMITS_LIKELY(p != nullptr)) return p;
+  return retry_new(bytes, 0, nothrow, caller);
+}
+
+MEMLIMITS_ALWAYS_INLINE void* new_aligned_impl(std::size_t bytes, std::align_val_t alignment,
+                                               bool nothrow, void* caller) {
+  const auto align = static_cast<std::size_t>(alignment);
+  void* p = memlimits::hooks::allocate_aligned(bytes, align, source::new_delete, caller);
+  if (MEMLIMITS_LIKELY(p != nullptr)) return p;
+  return retry_new(bytes, align, nothrow, caller);
+}
+
+}  // namespace
+
+#define MEMLIMITS_CALLER __builtin_return_address(0)
+
+MEMLIMITS_HOOK void* operator new(std::size_t n) { return new_impl(n, false, MEMLIMITS_CALLER); }
+MEMLIMITS_HOOK void* operator new[](std::size_t n) { return new_impl(n, false, MEMLIMITS_CALLER); }
+MEMLIMITS_HOOK void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  return new_impl(n, true, MEMLIMITS_CALLER);
+}
+MEMLIMITS_HOOK void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+  return new_impl(n, true, MEMLIMITS_CALLER);
+}
+MEMLIMITS_HOOK void* operator new(std::size_t n, std::align_val_t a) {
+  return new_aligned_impl(n, a, false, MEMLIMITS_CALLER);
+}
+MEMLIMITS_HOOK void* operator new[](std::size_t n, std::align_val_t a) {
+  return new_aligned_impl(n, a, false, MEMLIMITS_CALLER);
+}
+MEMLIMITS_HOOK void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return new_aligned_impl(n, a, true, MEMLIMITS_CALLER);
+}
+MEMLIMITS_HOOK void* operator new[](std::size_t n, std::align_val_t a,
+                                    const std::nothrow_t&) noexcept {
+  return new_aligned_impl(n, a, true, MEMLIMITS_CALLER);
+}
+
+MEMLIMITS_HOOK void operator delete(void* p) noexcept { memlimits::hooks::deallocate(p); }
+MEMLIMITS_HOOK void operator delete[](void* p) noexcept { memlimits::hooks::deallocate(p); }
+MEMLIMITS_HOOK void operator delete(void* p, const std::nothrow_t&) noexcept {
+  memlimits::hooks::deallocate(p);
+}
+MEMLIMITS_HOOK void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  memlimits::hooks::deallocate(p);
+}
+MEMLIMITS_HOOK void operator delete(void* p, std::size_t) noexcept {
+  memlimits::hooks::deallocate(p);
+}
+MEMLIMITS_HOOK void operator delete[](void* p, std::size_t) noexcept {
+  memlimits::hooks::deallocate(p);
+}
+MEMLIMITS_HOOK void operator delete(void* p, std::align_val_t) noexcept {
+  memlimits::hooks::deallocate(p);
+}
+MEMLIMITS_HOOK void operator delete[](void* p, std::align_val_t) noexcept {
+  memlimits::hooks::deallocate(p);
+}
+MEMLIMITS_HOOK void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  memlimits::hooks::deallocate(p);
+}
+MEMLIMITS_HOOK void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  memlimits::hooks::deallocate(p);
+}
+MEMLIMITS_HOOK void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  memlimits::hooks::deallocate(p);
+}
+MEMLIMITS_HOOK void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+  memlimits::hooks::deallocate(p);
+}

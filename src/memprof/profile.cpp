@@ -1,0 +1,55 @@
+// memprof/profile.cpp — memprof::profile: a tracker plugged into a subscriber
+// slot of the sampling core, at its own rate and callstack depth.
+// Layer 6 (uses core/ and platform/).
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "core/subscribers.hpp"
+#include "memlimits/memprof.hpp"
+#include "platform/platform.hpp"
+
+namespace memlimits::memprof {
+namespace {
+
+void* forward_alloc(void* context, const allocation& block) {
+  return static_cast<tracker*>(context)->on_alloc(block);
+}
+
+void forward_free(void* context, void* cookie) noexcept {
+  static_cast<tracker*>(context)->on_free(cookie);
+}
+
+static_assert(profile::max_profiles <= static_cast<std::size_t>(core::max_subscribers),
+              "every profile needs a subscriber slot of the core");
+
+}  // namespace
+
+profile::profile(tracker& t, double sampling_rate, std::size_t callstack_size)
+    : rate_(sampling_rate) {
+  if (!(sampling_rate > 0.0 && sampling_rate <= 1.0)) {
+    throw std::invalid_argument("memlimits::memprof::profile: sampling_rate must be in (0, 1], got " +
+                                std::to_string(sampling_rate));
+  }
+  if (callstack_size > max_callstack_size) {
+    throw std::invalid_argument("memlimits::memprof::profile: callstack_size must be at most " +
+                                std::to_string(max_callstack_size) + ", got " +
+                                std::to_string(callstack_size));
+  }
+  if (callstack_size > 0) platform::prepare_unwinder();
+  slot_ = core::subscribe({&t, &forward_alloc, &forward_free}, sampling_rate, callstack_size);
+  if (slot_ < 0) {
+    throw std::length_error("memlimits::memprof::profile: " + std::to_string(max_profiles) +
+                            " profiles are already running");
+  }
+}
+
+profile::~profile() { stop(); }
+
+void profile::stop() noexcept {
+  if (slot_ < 0) return;
+  core::unsubscribe(slot_);
+  slot_ = -1;
+}
+
+}  // namespace memlimits::memprof

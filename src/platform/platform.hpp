@@ -1,0 +1,66 @@
+// platform/platform.hpp — the contract between memlimits and the operating
+// system: address space, thread identity and exit, fork, entropy, unwinding.
+// Layer 1: depends on nothing in memlimits. Every function here is safe to
+// call from inside an allocation hook: none of them allocates through malloc.
+// The implementation is selected in one place, below.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+// Thread-local storage for the allocation fast path. initial-exec makes an
+// access one %fs-relative load (no __tls_get_addr call, no lazy allocation,
+// so it is usable from inside malloc); it requires the library to be loaded
+// at program start, which holds for linked and LD_PRELOAD use.
+#define MEMLIMITS_TLS_MODEL __attribute__((tls_model("initial-exec")))
+
+#define MEMLIMITS_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MEMLIMITS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MEMLIMITS_NOINLINE __attribute__((noinline))
+#define MEMLIMITS_ALWAYS_INLINE inline __attribute__((always_inline))
+
+namespace memlimits::platform {
+
+std::size_t page_size() noexcept;
+
+// Anonymous, zero-filled, read-write memory committed lazily by the kernel.
+// Returns nullptr on failure.
+void* map_pages(std::size_t bytes) noexcept;
+void unmap_pages(void* p, std::size_t bytes) noexcept;
+
+// Calls fn(arg) once when the calling thread exits (after its C++
+// thread_local destructors). One registration per thread; registering again
+// replaces the argument.
+void on_thread_exit(void (*fn)(void*), void* arg) noexcept;
+
+// pthread_atfork; handlers must not allocate.
+void register_fork_handlers(void (*prepare)(), void (*parent)(),
+                            void (*child)()) noexcept;
+
+// A process-unique thread number (not reused while the process lives).
+std::uint64_t thread_number() noexcept;
+
+// 64 bits of entropy for seeding the samplers.
+std::uint64_t entropy() noexcept;
+
+// Value of an environment variable, or nullptr; does not allocate.
+const char* get_env(const char* name) noexcept;
+
+// Writes the return addresses of the calling thread's stack, innermost
+// first, to frames[0..max); returns how many. Skips frames up to and
+// including the one whose return address is `after`, when it is found.
+// Does not allocate once prepare_unwinder() has run.
+std::size_t capture_callstack(void** frames, std::size_t max,
+                              void* after) noexcept;
+void prepare_unwinder() noexcept;
+
+void yield() noexcept;
+
+// Writes to standard error without allocating.
+void write_stderr(const char* text, std::size_t length) noexcept;
+
+}  // namespace memlimits::platform
+
+#if !defined(__linux__)
+#  error unsupported platform: memlimits runs on Linux (glibc) only
+#endif

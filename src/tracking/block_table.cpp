@@ -1,0 +1,187 @@
+// tracking/block_table.cpp — implementation of tracking/block_table.hpp.
+// Layer 3.
+#include "tracking/block_table.hpp"
+
+#include <atomic>
+#include <new>
+
+#include "core/check.hpp"
+#include "core/spinlock.hpp"
+
+namespace memlimits::tracking {
+namespace {
+
+// ---- record pool: records carved from mapped chunks, recycled in a list ----
+
+constexpr std::size_t chunk_bytes = 64 * 1024;
+
+core::spinlock pool_lock;
+record* free_records = nullptr;  // under pool_lock
+std::atomic<std::size_t> mapped_bytes{0};
+
+// ---- the table: shards of open-addressing arrays of record pointers ----
+
+constexpr int shard_bits = 6;
+constexpr std::size_t shard_count = std::size_t{1} << shard_bits;
+constexpr std::size_t initial_capacity = 512;  // one page of pointers
+
+struct alignas(64) shard {
+  core::spinlock lock;
+  record** slots = nullptr;
+  std::size_t capacity = 0;  // a power of two, or 0
+  std::size_t count = 0;
+};
+
+shard shards[shard_count];
+std::atomic<bool> fork_handlers_registered{false};
+
+// Sampled blocks are page-aligned, so the low 12 bits carry nothing.
+std::uint64_t hash(const void* address) noexcept {
+  std::uint64_t z = reinterpret_cast<std::uintptr_t>(address) >> 12;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+shard& shard_of(std::uint64_t h) noexcept { return shards[h & (shard_count - 1)]; }
+std::size_t home(std::uint64_t h, std::size_t capacity) noexcept {
+  return (h >> shard_bits) & (capacity - 1);
+}
+
+void fork_prepare() {
+  pool_lock.lock();
+  for (shard& s : shards) s.lock.lock();
+}
+void fork_parent() {
+  for (shard& s : shards) s.lock.unlock();
+  pool_lock.unlock();
+}
+void fork_child() {
+  for (shard& s : shards) s.lock.reset_after_fork();
+  pool_lock.reset_after_fork();
+}
+
+void register_fork_handlers_once() noexcept {
+  if (!fork_handlers_registered.load(std::memory_order_acquire) &&
+      !fork_handlers_registered.exchange(true)) {
+    platform::register_fork_handlers(&fork_prepare, &fork_parent, &fork_child);
+  }
+}
+
+// Under s.lock: doubles the capacity. False when pages cannot be mapped.
+bool grow(shard& s) noexcept {
+  const std::size_t capacity = s.capacity == 0 ? initial_capacity : s.capacity * 2;
+  auto** slots = static_cast<record**>(platform::map_pages(capacity * sizeof(record*)));
+  if (slots == nullptr) return false;
+  mapped_bytes.fetch_add(capacity * sizeof(record*), std::memory_order_relaxed);
+  for (std::size_t i = 0; i < s.capacity; ++i) {
+    record* r = s.slots[i];
+    if (r == nullptr) continue;
+    std::size_t j = home(hash(r->address), capacity);
+    while (slots[j] != nullptr) j = (j + 1) & (capacity - 1);
+    slots[j] = r;
+  }
+  if (s.slots != nullptr) {
+    platform::unmap_pages(s.slots, s.capacity * sizeof(record*));
+    mapped_bytes.fetch_sub(s.capacity * sizeof(record*), std::memory_order_relaxed);
+  }
+  s.slots = slots;
+  s.capacity = capacity;
+  return true;
+}
+
+// Under s.lock: the index of `address`, or capacity when absent.
+std::size_t find(const shard& s, const void* address, std::uint64_t h) noexcept {
+  if (s.capacity == 0) return 0;
+  for (std::size_t i = home(h, s.capacity);; i = (i + 1) & (s.capacity - 1)) {
+    const record* r = s.slots[i];
+    if (r == nullptr) return s.capacity;
+    if (r->address == address) return i;
+  }
+}
+
+// Under s.lock: empties slot i, shifting back the records of its probe run
+// (linear probing needs no tombstones).
+void erase_at(shard& s, std::size_t i) noexcept {
+  const std::size_t mask = s.capacity - 1;
+  for (std::size_t j = (i + 1) & mask; s.slots[j] != nullptr; j = (j + 1) & mask) {
+    const std::size_t k = home(hash(s.slots[j]->address), s.capacity);
+    // Move slots[j] into the hole at i unless its home lies cyclically in (i, j].
+    const bool home_between = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+    if (!home_between) {
+      s.slots[i] = s.slots[j];
+      i = j;
+    }
+  }
+  s.slots[i] = nullptr;
+}
+
+}  // namespace
+
+record* new_record() noexcept {
+  core::spinlock_guard guard(pool_lock);
+  if (free_records == nullptr) {
+    auto* chunk = static_cast<record*>(platform::map_pages(chunk_bytes));
+    if (chunk == nullptr) return nullptr;
+    mapped_bytes.fetch_add(chunk_bytes, std::memory_order_relaxed);
+    const std::size_t n = chunk_bytes / sizeof(record);
+    for (std::size_t i = 0; i < n; ++i) {
+      auto* r = new (&chunk[i]) record{};
+      r->next_free = free_records;
+      free_records = r;
+    }
+  }
+  record* r = free_records;
+  free_records = r->next_free;
+  return r;
+}
+
+void delete_record(record* r) noexcept {
+  core::spinlock_guard guard(pool_lock);
+  r->next_free = free_records;
+  free_records = r;
+}
+
+bool insert(record* r) noexcept {
+  MEMLIMITS_ASSERT(may_be_sampled(r->address), "tracked block not page-aligned");
+  register_fork_handlers_once();
+  const std::uint64_t h = hash(r->address);
+  shard& s = shard_of(h);
+  core::spinlock_guard guard(s.lock);
+  if ((s.count + 1) * 2 > s.capacity && !grow(s)) return false;
+  std::size_t i = home(h, s.capacity);
+  while (s.slots[i] != nullptr) i = (i + 1) & (s.capacity - 1);
+  s.slots[i] = r;
+  ++s.count;
+  return true;
+}
+
+record* remove(const void* address) noexcept {
+  const std::uint64_t h = hash(address);
+  shard& s = shard_of(h);
+  core::spinlock_guard guard(s.lock);
+  const std::size_t i = find(s, address, h);
+  if (i == s.capacity) return nullptr;
+  record* r = s.slots[i];
+  erase_at(s, i);
+  --s.count;
+  return r;
+}
+
+bool contains(const void* address) noexcept {
+  const std::uint64_t h = hash(address);
+  shard& s = shard_of(h);
+  core::spinlock_guard guard(s.lock);
+  return find(s, address, h) != s.capacity;
+}
+
+statistics stats() noexcept {
+  statistics result{0, mapped_bytes.load(std::memory_order_relaxed)};
+  for (shard& s : shards) {
+    core::spinlock_guard guard(s.lock);
+    result.tracked_blocks += s.count;
+  }
+  return result;
+}
+
+}  // namespace memlimits::tracking
