@@ -28,10 +28,10 @@ struct slot {
   std::size_t depth = 0;
 };
 
-slot slots[max_subscribers];
-spinlock table_lock;
+constinit slot slots[max_subscribers];
+constinit spinlock table_lock;
 std::uint32_t generations = 0;                 // under table_lock
-std::atomic<double> base{1e-4};
+constinit std::atomic<double> base{1e-4};
 std::atomic<std::size_t> capture_depth{0};    // largest depth of an active slot
 std::atomic<std::int64_t> live_estimate{0};
 bool fork_handlers_registered = false;       // under table_lock

@@ -17,7 +17,7 @@ constinit thread_local thread_state tls_state MEMLIMITS_TLS_MODEL{};
 namespace {
 
 // The sampling rate of every thread, and a counter bumped when it changes.
-std::atomic<double> global_rate{1e-4};
+constinit std::atomic<double> global_rate{1e-4};
 std::atomic<std::uint64_t> global_rate_epoch{1};
 
 // Seeds: thread k gets splitmix(seed + k).
@@ -25,7 +25,7 @@ std::atomic<std::uint64_t> global_seed{0};
 std::atomic<std::uint64_t> seeded_threads{0};
 
 // Registry of live thread states, for alarm_all_threads().
-spinlock registry_lock;
+constinit spinlock registry_lock;
 thread_state* registry_head = nullptr;
 
 std::uint64_t choose_seed() noexcept {

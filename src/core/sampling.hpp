@@ -15,7 +15,8 @@
 //    the same words at rate q (Binomial(w, r) thinned by q/r is
 //    Binomial(w, q)). This is how profiles and limits at different rates
 //    share one stream.
-// Everything here is exact (no normal approximation) and allocation-free.
+// Everything here is exact (but a binomial of mean above 1e5, see below) and
+// allocation-free.
 // Layer 2.
 #pragma once
 
@@ -38,15 +39,33 @@ inline std::uint64_t draw_gap_words(xoshiro256& rng, double p, double log1m_p) n
   return 1 + static_cast<std::uint64_t>(extra);
 }
 
-// Binomial(n, p), exactly, by walking geometric gaps between successes over
-// the n trials: the expected cost is min(p, 1-p) * n + 1 draws (the complement
-// is used above 1/2), so it is cheap in the sampler's regime (the mean number
-// of samples in one block).
+// Above this mean, draw_binomial uses the normal approximation.
+inline constexpr double exact_binomial_mean_limit = 1e5;
+
+// Binomial(n, p) by walking geometric gaps between successes over the n
+// trials: exact, at an expected cost of min(p, 1-p) * n + 1 draws (the
+// complement is used above 1/2), which is the number of samples in the block:
+// small in the sampler's regime. A block so large that the mean exceeds
+// exact_binomial_mean_limit (at the default rate, a block of 8 GB; such
+// requests usually fail) gets the normal approximation with continuity
+// correction instead, whose error is O(1/sqrt(mean)) < 0.3% there, so that no
+// request can make the allocation path loop for long.
 inline std::uint64_t draw_binomial(xoshiro256& rng, std::uint64_t n, double p) noexcept {
   if (n == 0 || p <= 0.0) return 0;
   if (p >= 1.0) return n;
   const bool complement = p > 0.5;
   const double q = complement ? 1.0 - p : p;
+  const double mean = static_cast<double>(n) * q;
+  if (mean > exact_binomial_mean_limit) {
+    // Box-Muller: a standard normal deviate from two uniforms.
+    const double radius = std::sqrt(-2.0 * std::log(rng.uniform_open0()));
+    const double z = radius * std::cos(6.283185307179586 * rng.uniform_open0());
+    double x = std::floor(mean + z * std::sqrt(mean * (1.0 - q)) + 0.5);
+    if (x < 0.0) x = 0.0;
+    if (x > static_cast<double>(n)) x = static_cast<double>(n);
+    const auto successes = static_cast<std::uint64_t>(x);
+    return complement ? n - successes : successes;
+  }
   const double log1m_q = std::log1p(-q);
   std::uint64_t successes = 0;
   std::uint64_t position = draw_gap_words(rng, q, log1m_q);

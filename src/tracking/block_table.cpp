@@ -15,7 +15,7 @@ namespace {
 
 constexpr std::size_t chunk_bytes = 64 * 1024;
 
-core::spinlock pool_lock;
+constinit core::spinlock pool_lock;
 record* free_records = nullptr;  // under pool_lock
 std::atomic<std::size_t> mapped_bytes{0};
 
@@ -32,7 +32,7 @@ struct alignas(64) shard {
   std::size_t count = 0;
 };
 
-shard shards[shard_count];
+constinit shard shards[shard_count];
 std::atomic<bool> fork_handlers_registered{false};
 
 // Sampled blocks are page-aligned, so the low 12 bits carry nothing.

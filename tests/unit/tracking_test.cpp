@@ -1,0 +1,115 @@
+// The table of sampled blocks: insert/remove/contains against a model,
+// growth, the backward-shift deletion of linear probing, concurrency.
+// Addresses are fake (page-aligned numbers, never dereferenced).
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tracking/block_table.hpp"
+
+namespace {
+
+using namespace memlimits;
+
+void* fake_address(std::uint64_t page) {
+  // Far above any real mapping of the test, so no live block collides.
+  return reinterpret_cast<void*>((std::uint64_t{0x7e00'0000'0000} + page) << 12 >> 12 << 12);
+}
+
+tracking::record* make(void* address) {
+  tracking::record* r = tracking::new_record();
+  EXPECT_NE(r, nullptr);
+  r->address = address;
+  r->size = 1;
+  return r;
+}
+
+TEST(TrackingAlignment, OnlyPageAlignedPointersMayBeSampled) {
+  EXPECT_TRUE(tracking::may_be_sampled(reinterpret_cast<void*>(0x10000)));
+  EXPECT_TRUE(tracking::may_be_sampled(nullptr));  // free(nullptr) takes the slow path
+  EXPECT_FALSE(tracking::may_be_sampled(reinterpret_cast<void*>(0x10010)));
+  EXPECT_FALSE(tracking::may_be_sampled(reinterpret_cast<void*>(0x10ff0)));
+}
+
+TEST(TrackingTable, MatchesASetModelUnderRandomOperations) {
+  std::mt19937_64 rng(12345);
+  std::set<std::uint64_t> model;
+  for (int op = 0; op < 200000; ++op) {
+    // Pages drawn from a small range: many collisions in home slots.
+    const std::uint64_t page = rng() % 30000;
+    void* address = fake_address(page << 8);
+    if (model.count(page) != 0) {
+      ASSERT_TRUE(tracking::contains(address));
+      tracking::record* r = tracking::remove(address);
+      ASSERT_NE(r, nullptr);
+      ASSERT_EQ(r->address, address);
+      tracking::delete_record(r);
+      model.erase(page);
+      ASSERT_FALSE(tracking::contains(address));
+      ASSERT_EQ(tracking::remove(address), nullptr);
+    } else {
+      ASSERT_FALSE(tracking::contains(address));
+      ASSERT_TRUE(tracking::insert(make(address)));
+      model.insert(page);
+    }
+    if (op % 20000 == 0) {  // every block of the model is still found
+      for (std::uint64_t member : model) ASSERT_TRUE(tracking::contains(fake_address(member << 8)));
+    }
+  }
+  for (std::uint64_t page : model) {
+    tracking::record* r = tracking::remove(fake_address(page << 8));
+    ASSERT_NE(r, nullptr);
+    tracking::delete_record(r);
+  }
+}
+
+TEST(TrackingTable, GrowsToManyBlocks) {
+  constexpr std::uint64_t n = 300000;
+  for (std::uint64_t i = 0; i < n; ++i) ASSERT_TRUE(tracking::insert(make(fake_address(i << 20))));
+  for (std::uint64_t i = 0; i < n; i += 7) ASSERT_TRUE(tracking::contains(fake_address(i << 20)));
+  const auto grown = tracking::stats();
+  EXPECT_GE(grown.metadata_bytes, n * sizeof(tracking::record));
+  for (std::uint64_t i = 0; i < n; ++i) {
+    tracking::record* r = tracking::remove(fake_address(i << 20));
+    ASSERT_NE(r, nullptr);
+    tracking::delete_record(r);
+  }
+}
+
+TEST(TrackingTable, ConcurrentInsertAndRemove) {
+  constexpr int threads = 4;
+  constexpr std::uint64_t per_thread = 50000;
+  std::vector<std::thread> workers;
+  for (int k = 0; k < threads; ++k) {
+    workers.emplace_back([k] {
+      std::vector<void*> mine;
+      for (std::uint64_t i = 0; i < per_thread; ++i) {
+        void* address = fake_address((i * threads + k) << 10);
+        if (!tracking::insert(make(address))) std::abort();
+        mine.push_back(address);
+        if (i % 3 == 2) {  // remove an older one
+          void* old = mine[i / 2];
+          if (tracking::record* r = tracking::remove(old); r != nullptr) {
+            tracking::delete_record(r);
+          }
+        }
+      }
+      for (void* address : mine) {
+        if (tracking::record* r = tracking::remove(address); r != nullptr) {
+          tracking::delete_record(r);
+        }
+      }
+    });
+  }
+  for (auto& th : workers) th.join();
+  for (std::uint64_t i = 0; i < per_thread * threads; ++i) {
+    ASSERT_FALSE(tracking::contains(fake_address(i << 10))) << i;
+  }
+}
+
+}  // namespace
