@@ -6,6 +6,7 @@ if(MEMLIMITS_SANITIZER)
   add_compile_options(-fsanitize=${MEMLIMITS_SANITIZER} -fno-omit-frame-pointer
                       -fno-sanitize-recover=all)
   add_link_options(-fsanitize=${MEMLIMITS_SANITIZER})
+  add_compile_definitions(MEMLIMITS_SANITIZED=1)
   if(MEMLIMITS_SANITIZER MATCHES "address|thread")
     add_compile_definitions(MEMLIMITS_SANITIZER_ALLOCATOR=1)
   endif()

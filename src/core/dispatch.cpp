@@ -101,7 +101,7 @@ void unsubscribe(int index) noexcept {
 
 bool dispatch_alloc(const memprof::allocation& block, void* caller, block_samples& out) noexcept {
   sampling_off off;
-  thread_state& thread = tls_state;
+  thread_state& thread = this_thread_state();
   const double thread_rate = thread.rate_;
   out.slots = 0;
 

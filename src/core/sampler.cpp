@@ -20,7 +20,7 @@ namespace {
 constinit std::atomic<double> global_rate{1e-4};
 std::atomic<std::uint64_t> global_rate_epoch{1};
 
-// Seeds: thread k gets splitmix(seed + k).
+// Seeds: thread k gets splitmix(seed + k). 0 means "not chosen yet".
 std::atomic<std::uint64_t> global_seed{0};
 std::atomic<std::uint64_t> seeded_threads{0};
 
@@ -82,7 +82,7 @@ void fork_child() {
   // Only the forking thread exists in the child; its generator must not
   // repeat the parent's draws.
   registry_lock.reset_after_fork();
-  thread_state& self = tls_state;
+  thread_state& self = this_thread_state();
   registry_head = nullptr;
   if (self.status_ == status_live) {
     self.prev_ = self.next_ = nullptr;
@@ -122,7 +122,7 @@ void initialise_thread(thread_state& s) noexcept {
 }  // namespace
 
 std::uint64_t on_event(std::size_t bytes) noexcept {
-  thread_state& s = tls_state;
+  thread_state& s = this_thread_state();
   if (s.reentry_ > 0) return 0;  // inside our own slow path or a callback
   const int saved_errno = errno;
   ++s.reentry_;
@@ -132,14 +132,23 @@ std::uint64_t on_event(std::size_t bytes) noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);
 
   // This block occupies bytes [before, after) of the stream since the arm
-  // point.
-  const auto block = static_cast<std::int64_t>(counted_bytes(bytes));
-  std::int64_t after = s.armed_ - s.countdown_;
-  std::int64_t before = after - block;
+  // point. consume() subtracted counted_bytes(bytes) modulo 2^64, so adding
+  // it back the same way gives the countdown before the block exactly, even
+  // for sizes near SIZE_MAX. A block counts for at most max_block_bytes: no
+  // such request can succeed (glibc refuses sizes above PTRDIFF_MAX), and the
+  // cap keeps every offset below 2^63 (a gap is at most 2^61 bytes).
+  const auto countdown_before = static_cast<std::int64_t>(
+      static_cast<std::uint64_t>(s.countdown_) + counted_bytes(bytes));
+  const std::int64_t block = bytes > max_block_bytes
+                                 ? static_cast<std::int64_t>(max_block_bytes)
+                                 : static_cast<std::int64_t>(counted_bytes(bytes));
+  std::int64_t before = s.armed_ - countdown_before;
+  std::int64_t after = before + block;
 
   if (s.status_ == status_new) {
     initialise_thread(s);
     s.to_sample_ = INT64_MAX;  // drawn below, from the start of this block
+    s.armed_ = 0;
     before = 0;
     after = block;
   }
@@ -177,13 +186,14 @@ void set_sampling_rate(double rate) noexcept {
   global_rate_epoch.fetch_add(1, std::memory_order_acq_rel);
   alarm_all_threads();
   // The calling thread takes the new rate at its next allocation too.
-  tls_state.alarm_.store(INT64_MAX, std::memory_order_relaxed);
+  this_thread_state().alarm_.store(INT64_MAX, std::memory_order_relaxed);
 }
 
 void reseed(std::uint64_t seed) noexcept {
-  global_seed.store(seed | 1, std::memory_order_release);
+  // Any seed but 0 is kept as it is (0 would mean "unset").
+  global_seed.store(seed != 0 ? seed : 0x9E3779B97F4A7C15ull, std::memory_order_release);
   seeded_threads.store(0, std::memory_order_relaxed);
-  thread_state& s = tls_state;
+  thread_state& s = this_thread_state();
   ++s.reentry_;
   if (s.status_ == status_new) {
     initialise_thread(s);
@@ -200,7 +210,7 @@ void reseed(std::uint64_t seed) noexcept {
 
 void alarm_all_threads() noexcept {
   spinlock_guard guard(registry_lock);
-  thread_state* self = &tls_state;
+  thread_state* self = &this_thread_state();
   for (thread_state* s = registry_head; s != nullptr; s = s->next_) {
     if (s != self) s->alarm_.store(INT64_MAX, std::memory_order_relaxed);
   }

@@ -55,17 +55,35 @@ inline constexpr std::uint8_t status_exited = 2;
 // any initialisation, and after the thread's TLS destructors have run.
 extern constinit thread_local thread_state tls_state MEMLIMITS_TLS_MODEL;
 
+// The calling thread's state. Use this, not tls_state: GCC 12's UBSan
+// folds the null check of an initial-exec TLS reference to "null" and aborts
+// (the handler is called with a constant 0); in sanitizer builds the address
+// goes through a register, which the check then reads for real.
+MEMLIMITS_ALWAYS_INLINE thread_state& this_thread_state() noexcept {
+#if defined(MEMLIMITS_SANITIZED)
+  thread_state* state = &tls_state;
+  asm("" : "+r"(state));
+  return *state;
+#else
+  return tls_state;
+#endif
+}
+
 // Bytes an allocation of `bytes` counts for: 8 * ceil(bytes / 8). Sizes near
 // SIZE_MAX wrap around; such allocations fail, and refund() undoes them.
 MEMLIMITS_ALWAYS_INLINE std::uint64_t counted_bytes(std::size_t bytes) noexcept {
   return (static_cast<std::uint64_t>(bytes) + 7) & ~std::uint64_t{7};
 }
 
+// The largest block the slow path counts (see on_event); larger requests
+// cannot succeed.
+inline constexpr std::uint64_t max_block_bytes = std::uint64_t{1} << 61;
+
 // The fast path. Returns true when nothing else is to be done for this
 // allocation; false when on_event() must be called (the countdown already
 // includes this allocation).
 MEMLIMITS_ALWAYS_INLINE bool consume(std::size_t bytes) noexcept {
-  thread_state& s = tls_state;
+  thread_state& s = this_thread_state();
   const auto left = static_cast<std::int64_t>(static_cast<std::uint64_t>(s.countdown_) -
                                               counted_bytes(bytes));
   s.countdown_ = left;
@@ -74,7 +92,7 @@ MEMLIMITS_ALWAYS_INLINE bool consume(std::size_t bytes) noexcept {
 
 // An allocation that consume() accepted failed: take it out of the stream.
 MEMLIMITS_ALWAYS_INLINE void refund(std::size_t bytes) noexcept {
-  thread_state& s = tls_state;
+  thread_state& s = this_thread_state();
   s.countdown_ = static_cast<std::int64_t>(static_cast<std::uint64_t>(s.countdown_) +
                                            counted_bytes(bytes));
 }
@@ -86,13 +104,13 @@ MEMLIMITS_ALWAYS_INLINE void refund(std::size_t bytes) noexcept {
 std::uint64_t on_event(std::size_t bytes) noexcept;
 
 // The rate at which the calling thread's samples are drawn now.
-inline double thread_rate() noexcept { return tls_state.rate_; }
+inline double thread_rate() noexcept { return this_thread_state().rate_; }
 
 // Sampling off for the calling thread while alive: allocations made inside
 // are not part of its stream (callbacks of subscribers run under one).
 class sampling_off {
  public:
-  sampling_off() noexcept : state_(tls_state), saved_(state_.countdown_) {
+  sampling_off() noexcept : state_(this_thread_state()), saved_(state_.countdown_) {
     ++state_.reentry_;
     state_.countdown_ = INT64_MAX;
   }
@@ -108,7 +126,7 @@ class sampling_off {
   std::int64_t saved_;
 };
 
-inline bool sampling_is_off() noexcept { return tls_state.reentry_ > 0; }
+inline bool sampling_is_off() noexcept { return this_thread_state().reentry_ > 0; }
 
 // The rate every thread samples at: the largest rate any subscriber (and the
 // base accounting) asks for. Changing it reaches every thread at its next

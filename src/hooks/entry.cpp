@@ -6,6 +6,14 @@
 #include "core/subscribers.hpp"
 
 namespace memlimits::hooks {
+
+#if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
+bool ready = false;
+namespace {
+__attribute__((constructor(101))) void declare_ready() { ready = true; }
+}  // namespace
+#endif
+
 namespace {
 
 void* allocate_plain(std::size_t bytes, std::size_t alignment, bool zero) noexcept {
@@ -69,18 +77,24 @@ void deallocate_slow(void* p) noexcept {
 }
 
 void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* caller) noexcept {
-  std::uint64_t samples = 0;
-  if (event_pending || !core::consume(bytes)) samples = core::on_event(bytes);
+  // `accepted`: the fast path counted the block; undo that if it fails.
+  const bool accepted = !event_pending && core::consume(bytes);
+  const std::uint64_t samples = accepted ? 0 : core::on_event(bytes);
   const bool tracked = tracking::may_be_sampled(p) && tracking::contains(p);
-  if (samples == 0 && !tracked) return platform::system::realloc(p, bytes);
-
-  // The old or the new block is sampled: move the contents, as realloc may.
-  void* q = samples == 0 ? platform::system::malloc(bytes)
-                         : allocate_sampled(bytes, 0, source::malloc, false, samples, caller);
-  if (q == nullptr) return nullptr;
-  const std::size_t old_size = platform::system::usable_size(p);
-  std::memcpy(q, p, old_size < bytes ? old_size : bytes);
-  deallocate_slow(p);
+  void* q;
+  if (samples == 0 && !tracked) {
+    q = platform::system::realloc(p, bytes);
+  } else {
+    // The old or the new block is sampled: move the contents, as realloc may.
+    q = samples == 0 ? platform::system::malloc(bytes)
+                     : allocate_sampled(bytes, 0, source::malloc, false, samples, caller);
+    if (q != nullptr) {
+      const std::size_t old_size = platform::system::usable_size(p);
+      std::memcpy(q, p, old_size < bytes ? old_size : bytes);
+      deallocate_slow(p);
+    }
+  }
+  if (q == nullptr && accepted) core::refund(bytes);
   return q;
 }
 

@@ -30,6 +30,22 @@ namespace memlimits::hooks {
 
 using memprof::source;
 
+#if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
+// Under ASan or TSan, the dynamic loader and libc call malloc before the
+// sanitizer's runtime has started (it starts from the executable's
+// preinit_array): instrumented code would fault on unmapped shadow memory
+// then. So the files that define the global hooks are compiled without
+// instrumentation, and until the first of the executable's constructors has
+// run (hooks/entry.cpp, priority 101), the hooks only forward to the
+// sanitizer's allocator. Normal builds have no such check: glibc's
+// allocator and memlimits' TLS work from the first call.
+extern bool ready;
+#  define MEMLIMITS_FORWARD_UNTIL_READY(call) \
+    if (MEMLIMITS_UNLIKELY(!::memlimits::hooks::ready)) return call
+#else
+#  define MEMLIMITS_FORWARD_UNTIL_READY(call)
+#endif
+
 // Slow paths (hooks/entry.cpp). `caller` is the hook's return address.
 // alignment 0: the system allocator's default alignment.
 void* allocate_slow(std::size_t bytes, std::size_t alignment, source origin, bool zero,
@@ -38,6 +54,7 @@ void deallocate_slow(void* p) noexcept;
 void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* caller) noexcept;
 
 MEMLIMITS_ALWAYS_INLINE void* allocate(std::size_t bytes, source origin, void* caller) noexcept {
+  MEMLIMITS_FORWARD_UNTIL_READY(platform::system::malloc(bytes));
   if (MEMLIMITS_LIKELY(core::consume(bytes))) {
     void* p = platform::system::malloc(bytes);
     if (MEMLIMITS_UNLIKELY(p == nullptr)) core::refund(bytes);
@@ -49,6 +66,7 @@ MEMLIMITS_ALWAYS_INLINE void* allocate(std::size_t bytes, source origin, void* c
 MEMLIMITS_ALWAYS_INLINE void* allocate_zeroed(std::size_t count, std::size_t size,
                                               source origin, void* caller) noexcept {
   std::size_t bytes;
+  MEMLIMITS_FORWARD_UNTIL_READY(platform::system::calloc(count, size));
   if (MEMLIMITS_UNLIKELY(__builtin_mul_overflow(count, size, &bytes))) {
     errno = ENOMEM;
     return nullptr;
@@ -64,6 +82,7 @@ MEMLIMITS_ALWAYS_INLINE void* allocate_zeroed(std::size_t count, std::size_t siz
 // `alignment` as glibc's memalign takes it (rounded up to a power of two).
 MEMLIMITS_ALWAYS_INLINE void* allocate_aligned(std::size_t bytes, std::size_t alignment,
                                                source origin, void* caller) noexcept {
+  MEMLIMITS_FORWARD_UNTIL_READY(platform::system::memalign(alignment, bytes));
   if (MEMLIMITS_LIKELY(core::consume(bytes))) {
     void* p = platform::system::memalign(alignment, bytes);
     if (MEMLIMITS_UNLIKELY(p == nullptr)) core::refund(bytes);
@@ -73,6 +92,7 @@ MEMLIMITS_ALWAYS_INLINE void* allocate_aligned(std::size_t bytes, std::size_t al
 }
 
 MEMLIMITS_ALWAYS_INLINE void deallocate(void* p) noexcept {
+  MEMLIMITS_FORWARD_UNTIL_READY(platform::system::free(p));
   if (MEMLIMITS_UNLIKELY(tracking::may_be_sampled(p))) return deallocate_slow(p);
   platform::system::free(p);
 }
@@ -80,6 +100,7 @@ MEMLIMITS_ALWAYS_INLINE void deallocate(void* p) noexcept {
 // glibc's realloc: realloc(nullptr, n) allocates, realloc(p, 0) frees and
 // returns nullptr, on failure p is left untouched.
 MEMLIMITS_ALWAYS_INLINE void* reallocate(void* p, std::size_t bytes, void* caller) noexcept {
+  MEMLIMITS_FORWARD_UNTIL_READY(platform::system::realloc(p, bytes));
   if (p == nullptr) return allocate(bytes, source::malloc, caller);
   if (MEMLIMITS_UNLIKELY(bytes == 0)) {
     deallocate(p);

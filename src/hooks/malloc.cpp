@@ -57,7 +57,8 @@ MEMLIMITS_HOOK int posix_memalign(void** out, std::size_t alignment, std::size_t
 }
 
 MEMLIMITS_HOOK void* aligned_alloc(std::size_t alignment, std::size_t n) {
-  // glibc 2.36 accepts any power of two.
+  // C17 and glibc from 2.38 on: an alignment that is not a power of two is
+  // an error (glibc 2.36 itself passes it to memalign, which rounds it up).
   if (!is_power_of_two(alignment)) {
     errno = EINVAL;
     return nullptr;

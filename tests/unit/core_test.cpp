@@ -34,13 +34,13 @@ TEST(CoreFastPath, ConsumeAndRefundAreInverse) {
   escape(warm);
   std::free(warm);
   core::sampling_off off;  // countdown far from any event
-  const std::int64_t before = core::tls_state.countdown_;
+  const std::int64_t before = core::this_thread_state().countdown_;
   for (std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{100},
                             std::numeric_limits<std::size_t>::max(),
                             std::numeric_limits<std::size_t>::max() / 2 + 9}) {
     (void)core::consume(bytes);
     core::refund(bytes);
-    EXPECT_EQ(core::tls_state.countdown_, before) << bytes;
+    EXPECT_EQ(core::this_thread_state().countdown_, before) << bytes;
   }
 }
 

@@ -1,0 +1,535 @@
+// tests/unit/adapter_test.cpp — the explicit adapters of
+// <memlimits/allocator.hpp> (memlimits::allocator<T>, memlimits::resource()),
+// in a program that does NOT link memlimits::hooks: its malloc and operator
+// new are glibc's and libstdc++'s, and only the adapters go through the
+// sampling core and tracking. Under a profile at rate 1 every adapter block
+// of size >= 1 is reported with origin adapter, its size and
+// ceil(size / 8) samples, and its free once; plain malloc and new are not
+// reported at all, which shows that the adapters work without replacing the
+// global allocation functions.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <memory_resource>
+#include <new>
+#include <optional>
+#include <ostream>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "memlimits/allocator.hpp"
+#include "memlimits/memprof.hpp"
+#include "tracking/block_table.hpp"
+
+// (allocator_may_return_null=1 under sanitizers: tests/support/sanitizer_options.cpp)
+
+namespace memlimits::memprof {
+void PrintTo(source s, std::ostream* os) {
+  switch (s) {
+    case source::new_delete: *os << "new_delete"; return;
+    case source::malloc: *os << "malloc"; return;
+    case source::adapter: *os << "adapter"; return;
+  }
+  *os << "source(" << static_cast<int>(s) << ")";
+}
+}  // namespace memlimits::memprof
+
+namespace {
+
+using memlimits::memprof::source;
+namespace memprof = memlimits::memprof;
+
+constexpr std::size_t sampled_alignment = memlimits::tracking::sampled_alignment;
+
+template <class T>
+T opaque(T value) {
+  asm volatile("" : "+r"(value));
+  return value;
+}
+inline void sink(const void* p) { asm volatile("" : : "r"(p) : "memory"); }
+bool aligned_to(const void* p, std::size_t alignment) {
+  return reinterpret_cast<std::uintptr_t>(opaque(p)) % alignment == 0;
+}
+std::uint64_t words(std::size_t bytes) { return (bytes + 7) / 8; }
+
+// ---- the recording tracker (storage reserved before any profile) ----
+
+struct entry {
+  void* address = nullptr;
+  std::size_t size = 0;
+  std::uint64_t n_samples = 0;
+  source origin{};
+  std::thread::id allocated_by;
+  std::atomic<std::thread::id> freed_by{};
+  std::atomic<int> frees{0};
+};
+
+class recorder final : public memprof::tracker {
+ public:
+  explicit recorder(std::size_t capacity = std::size_t{1} << 14)
+      : entries_(new entry[capacity]), capacity_(capacity) {}
+
+  void* on_alloc(const memprof::allocation& a) override {
+    const std::size_t i = next_.fetch_add(1, std::memory_order_acq_rel);
+    if (i >= capacity_) {
+      overflow_.fetch_add(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+    entry& e = entries_[i];
+    e.address = a.address;
+    e.size = a.size;
+    e.n_samples = a.n_samples;
+    e.origin = a.origin;
+    e.allocated_by = std::this_thread::get_id();
+    accepted_.fetch_add(1, std::memory_order_acq_rel);
+    return &e;
+  }
+
+  void on_free(void* cookie) noexcept override {
+    auto* e = static_cast<entry*>(cookie);
+    if (e < entries_.get() || e >= entries_.get() + capacity_) {
+      bad_cookies_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    e->freed_by.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    e->frees.fetch_add(1, std::memory_order_acq_rel);
+    frees_.fetch_add(1, std::memory_order_acq_rel);
+  }
+
+  std::size_t mark() const {
+    const std::size_t n = next_.load(std::memory_order_acquire);
+    return n < capacity_ ? n : capacity_;
+  }
+  const entry& at(std::size_t i) const { return entries_[i]; }
+  const entry* find(const void* address, std::size_t from = 0) const {
+    for (std::size_t i = mark(); i > from; --i) {
+      if (entries_[i - 1].address == address) return &entries_[i - 1];
+    }
+    return nullptr;
+  }
+  // The most recent entry since `from` whose block holds [p, p + n).
+  const entry* containing(const void* p, std::size_t n, std::size_t from = 0) const {
+    const auto a = reinterpret_cast<std::uintptr_t>(p);
+    for (std::size_t i = mark(); i > from; --i) {
+      const entry& e = entries_[i - 1];
+      const auto b = reinterpret_cast<std::uintptr_t>(e.address);
+      if (b <= a && a + n <= b + e.size) return &e;
+    }
+    return nullptr;
+  }
+  std::int64_t frees() const { return frees_.load(std::memory_order_acquire); }
+  std::int64_t live() const {
+    return static_cast<std::int64_t>(accepted_.load(std::memory_order_acquire)) - frees();
+  }
+  std::size_t overflow() const { return overflow_.load(std::memory_order_relaxed); }
+  std::size_t bad_cookies() const { return bad_cookies_.load(std::memory_order_relaxed); }
+
+ private:
+  std::unique_ptr<entry[]> entries_;
+  std::size_t capacity_;
+  std::atomic<std::size_t> next_{0};
+  std::atomic<std::size_t> accepted_{0};
+  std::atomic<std::int64_t> frees_{0};
+  std::atomic<std::size_t> overflow_{0};
+  std::atomic<std::size_t> bad_cookies_{0};
+};
+
+class Adapter : public ::testing::Test {
+ protected:
+  void start(double rate = 1.0) { profile_.emplace(recorder_, rate); }
+  void stop() { profile_.reset(); }
+
+  void TearDown() override {
+    stop();
+    EXPECT_EQ(recorder_.overflow(), 0u);
+    EXPECT_EQ(recorder_.bad_cookies(), 0u);
+    for (std::size_t i = 0; i < recorder_.mark(); ++i) {
+      const entry& e = recorder_.at(i);
+      EXPECT_EQ(e.origin, source::adapter)
+          << "block " << e.address << " of " << e.size << " bytes reported from outside the adapters";
+      EXPECT_LE(e.frees.load(), 1) << "block " << e.address << " reported freed twice";
+    }
+    EXPECT_EQ(recorder_.live(), 0) << "reported blocks whose free was not reported";
+  }
+
+  // Exactly one block reported since `from`: at p, of `size` bytes, origin
+  // adapter, ceil(size / 8) samples, page-aligned, not yet freed.
+  const entry* expect_one_report(std::size_t from, const void* p, std::size_t size,
+                                 std::string_view what) {
+    const std::size_t reports = recorder_.mark() - from;
+    EXPECT_EQ(reports, 1u) << what << ": " << reports << " blocks reported";
+    const entry* e = recorder_.find(p, from);
+    EXPECT_NE(e, nullptr) << what << ": block " << p << " not reported";
+    if (e == nullptr) return nullptr;
+    EXPECT_EQ(e->size, size) << what;
+    EXPECT_EQ(e->n_samples, words(size)) << what;
+    EXPECT_EQ(e->origin, source::adapter) << what;
+    EXPECT_EQ(e->frees.load(), 0) << what;
+    EXPECT_TRUE(aligned_to(p, sampled_alignment)) << what << ": " << p;
+    return e;
+  }
+
+  void expect_freed_once(const entry* e, std::string_view what) {
+    if (e == nullptr) return;
+    EXPECT_EQ(e->frees.load(), 1) << what << ": free of " << e->address << " reported "
+                                  << e->frees.load() << " times";
+  }
+
+  recorder recorder_;
+  std::optional<memprof::profile> profile_;
+};
+
+struct alignas(64) cache_line {
+  unsigned char bytes[64];
+};
+struct alignas(8192) big_page {
+  unsigned char bytes[100];
+};
+static_assert(sizeof(big_page) == 8192);
+
+// ---- memlimits::allocator<T> ----
+
+TEST(AdapterAllocator, TraitsAndEquality) {
+  using alloc = memlimits::allocator<int>;
+  static_assert(std::is_same_v<alloc::value_type, int>);
+  static_assert(std::allocator_traits<alloc>::is_always_equal::value);
+  static_assert(std::allocator_traits<alloc>::propagate_on_container_move_assignment::value);
+  static_assert(std::is_same_v<std::allocator_traits<alloc>::rebind_alloc<double>,
+                               memlimits::allocator<double>>);
+  static_assert(std::is_nothrow_default_constructible_v<alloc>);
+  constexpr alloc a;
+  constexpr memlimits::allocator<double> b(a);
+  static_assert(a == b);
+  EXPECT_TRUE(a == b);
+  EXPECT_FALSE(a != b);
+  EXPECT_TRUE(memlimits::allocator<cache_line>() == memlimits::allocator<char>());
+}
+
+TEST(AdapterAllocator, AbsurdCountsThrow) {
+  memlimits::allocator<int> ints;
+  EXPECT_THROW(sink(ints.allocate(std::numeric_limits<std::size_t>::max() / 2)),
+               std::bad_array_new_length);
+  EXPECT_THROW(sink(ints.allocate(std::numeric_limits<std::size_t>::max())),
+               std::bad_array_new_length);
+  memlimits::allocator<big_page> pages;
+  EXPECT_THROW(sink(pages.allocate(std::numeric_limits<std::size_t>::max() / 8192 + 1)),
+               std::bad_array_new_length);
+  // No overflow, but more than can be had: std::bad_alloc.
+  memlimits::allocator<char> chars;
+  EXPECT_THROW(sink(chars.allocate(std::numeric_limits<std::size_t>::max() / 2)), std::bad_alloc);
+  EXPECT_THROW(sink(chars.allocate(std::numeric_limits<std::size_t>::max())), std::bad_alloc);
+  EXPECT_THROW(sink(pages.allocate(std::numeric_limits<std::size_t>::max() / 8192 - 1)),
+               std::bad_alloc);
+}
+
+TEST_F(Adapter, AbsurdCountsThrowUnderAProfileAndAreNotReported) {
+  start();
+  memlimits::allocator<int> ints;
+  EXPECT_THROW(sink(ints.allocate(std::numeric_limits<std::size_t>::max() / 2)),
+               std::bad_array_new_length);
+  memlimits::allocator<char> chars;
+  EXPECT_THROW(sink(chars.allocate(std::numeric_limits<std::size_t>::max() / 2)), std::bad_alloc);
+  EXPECT_THROW(sink(memlimits::resource()->allocate(std::numeric_limits<std::size_t>::max() / 2,
+                                                    64)),
+               std::bad_alloc);
+  EXPECT_EQ(recorder_.mark(), 0u);
+}
+
+// A failed allocation of an impossible size must leave the thread's
+// sampling stream intact: at rate 1 the next adapter block is still sampled
+// with exactly its words.
+TEST_F(Adapter, SamplingContinuesAfterAFailedAllocation) {
+  memlimits::allocator<char> chars;
+  memlimits::allocator<long> longs;
+  for (const std::size_t n : {std::size_t{1} << 62, std::numeric_limits<std::size_t>::max() / 2,
+                              std::size_t{1} << 63, std::numeric_limits<std::size_t>::max()}) {
+    start();  // a fresh profile (a rate change) for each case: they do not leak
+    EXPECT_THROW(sink(chars.allocate(n)), std::bad_alloc) << n;
+    for (int i = 0; i < 3; ++i) {
+      const std::size_t from = recorder_.mark();
+      long* p = longs.allocate(5);
+      const entry* e = expect_one_report(from, p, 40, "allocator<long>::allocate(5)");
+      longs.deallocate(p, 5);
+      expect_freed_once(e, "allocator<long>::deallocate");
+    }
+    stop();
+  }
+}
+
+TEST_F(Adapter, AllocatorBlocksAreReportedWithTheirSizes) {
+  memlimits::allocator<int> ints;
+  start();
+  for (const std::size_t n : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{1000},
+                              std::size_t{1025}, std::size_t{300000}}) {
+    const std::size_t from = recorder_.mark();
+    int* p = opaque(ints.allocate(n));
+    ASSERT_NE(p, nullptr);
+    const entry* e = expect_one_report(from, p, n * sizeof(int), "allocator<int>::allocate");
+    std::memset(p, 0x11, n * sizeof(int));
+    sink(p);
+    ints.deallocate(p, n);
+    expect_freed_once(e, "allocator<int>::deallocate");
+  }
+  // Zero elements: a zero-byte block, never sampled.
+  int* z = ints.allocate(0);
+  EXPECT_EQ(recorder_.mark(), 6u);
+  ints.deallocate(z, 0);
+}
+
+TEST_F(Adapter, VectorWithTheAllocator) {
+  start();
+  std::size_t from = recorder_.mark();
+  std::vector<int, memlimits::allocator<int>> v;
+  v.reserve(1000);
+  const entry* first = expect_one_report(from, v.data(), 4000, "vector::reserve(1000)");
+  for (int i = 0; i < 1000; ++i) v.push_back(i);
+  EXPECT_EQ(recorder_.mark(), from + 1);
+  from = recorder_.mark();
+  v.push_back(1000);  // grows: a new block, the old one freed
+  EXPECT_EQ(recorder_.mark(), from + 1);
+  const entry* second = recorder_.find(v.data(), from);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(second->size, v.capacity() * sizeof(int));
+  EXPECT_EQ(second->origin, source::adapter);
+  expect_freed_once(first, "vector growth");
+  for (int i = 0; i <= 1000; ++i) ASSERT_EQ(v[i], i);
+  decltype(v)().swap(v);
+  expect_freed_once(second, "vector destruction");
+}
+
+TEST_F(Adapter, MapWithTheAllocator) {
+  using value = std::pair<const int, long>;
+  using map = std::map<int, long, std::less<>, memlimits::allocator<value>>;
+  constexpr int count = 200;
+  std::optional<map> m;
+  start();
+  const std::size_t from = recorder_.mark();
+  m.emplace();
+  for (int i = 0; i < count; ++i) m->emplace(i, 10L * i);
+  EXPECT_EQ(recorder_.mark() - from, static_cast<std::size_t>(count)) << "one block per node";
+  std::size_t node_size = 0;
+  for (const auto& kv : *m) {
+    // Each element lies in one reported node, all nodes of one size.
+    const entry* e = recorder_.containing(&kv, sizeof kv, from);
+    ASSERT_NE(e, nullptr) << kv.first;
+    EXPECT_EQ(e->origin, source::adapter);
+    EXPECT_GE(e->size, sizeof(value));
+    EXPECT_EQ(e->n_samples, words(e->size));
+    if (node_size == 0) node_size = e->size;
+    EXPECT_EQ(e->size, node_size);
+  }
+  EXPECT_EQ(m->at(77), 770);
+  m->erase(77);
+  EXPECT_EQ(recorder_.frees(), 1);
+  m.reset();
+  EXPECT_EQ(recorder_.frees(), count);
+  for (std::size_t i = from; i < recorder_.mark(); ++i) EXPECT_EQ(recorder_.at(i).frees.load(), 1);
+}
+
+TEST_F(Adapter, OverAlignedTypes) {
+  for (int profiled = 0; profiled < 2; ++profiled) {
+    if (profiled) start();
+    memlimits::allocator<cache_line> lines;
+    memlimits::allocator<big_page> pages;
+    for (const std::size_t n : {std::size_t{1}, std::size_t{3}, std::size_t{100}}) {
+      std::size_t from = recorder_.mark();
+      cache_line* c = lines.allocate(n);
+      EXPECT_TRUE(aligned_to(c, 64)) << c;
+      if (profiled) expect_one_report(from, c, n * 64, "allocator<alignas(64)>");
+      std::memset(c, 1, n * sizeof *c);
+      sink(c);
+      lines.deallocate(c, n);
+
+      from = recorder_.mark();
+      big_page* b = pages.allocate(n);
+      EXPECT_TRUE(aligned_to(b, 8192)) << b;
+      if (profiled) expect_one_report(from, b, n * 8192, "allocator<alignas(8192)>");
+      std::memset(b, 2, n * sizeof *b);
+      sink(b);
+      pages.deallocate(b, n);
+    }
+    // And in containers.
+    std::vector<big_page, memlimits::allocator<big_page>> v;
+    for (int i = 0; i < 20; ++i) {
+      v.emplace_back();
+      EXPECT_TRUE(aligned_to(v.data(), 8192));
+    }
+    std::vector<cache_line, memlimits::allocator<cache_line>> w(33);
+    EXPECT_TRUE(aligned_to(w.data(), 64));
+  }
+}
+
+TEST_F(Adapter, FreesFromAnotherThread) {
+  constexpr int blocks = 200;
+  std::vector<long*> pointers(blocks);
+  std::thread::id freer;
+  start();
+  const std::size_t from = recorder_.mark();
+  std::thread allocating([&] {
+    memlimits::allocator<long> a;
+    for (int i = 0; i < blocks; ++i) pointers[i] = a.allocate(1 + i);
+  });
+  allocating.join();
+  std::thread freeing([&] {
+    memlimits::allocator<long> a;
+    for (int i = 0; i < blocks; ++i) a.deallocate(pointers[i], 1 + i);
+  });
+  freer = freeing.get_id();
+  freeing.join();
+  EXPECT_EQ(recorder_.mark() - from, static_cast<std::size_t>(blocks));
+  for (int i = 0; i < blocks; ++i) {
+    const entry* e = recorder_.find(pointers[i], from);
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->size, (1 + i) * sizeof(long));
+    EXPECT_EQ(e->frees.load(), 1);
+    EXPECT_EQ(e->freed_by.load(), freer);
+  }
+}
+
+// ---- memlimits::resource() ----
+
+TEST(AdapterResource, IsOneEqualInstance) {
+  memlimits::memory_resource* r = memlimits::resource();
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(memlimits::resource(), r);
+  EXPECT_TRUE(r->is_equal(*r));
+  memlimits::memory_resource other;
+  EXPECT_TRUE(r->is_equal(other));
+  EXPECT_TRUE(other.is_equal(*r));
+  EXPECT_TRUE(*r == other);
+  EXPECT_FALSE(r->is_equal(*std::pmr::new_delete_resource()));
+  EXPECT_FALSE(std::pmr::new_delete_resource()->is_equal(*r));
+  std::pmr::monotonic_buffer_resource wrapping(r);
+  EXPECT_FALSE(r->is_equal(wrapping));
+  // Blocks from one instance may be returned to another.
+  void* p = r->allocate(100, 16);
+  other.deallocate(p, 100, 16);
+}
+
+TEST_F(Adapter, ResourceBlocksAreReportedAndAligned) {
+  std::pmr::memory_resource* r = memlimits::resource();
+  for (int profiled = 0; profiled < 2; ++profiled) {
+    if (profiled) start();
+    for (const std::size_t a : {std::size_t{1}, std::size_t{8}, std::size_t{16}, std::size_t{64},
+                                std::size_t{4096}, std::size_t{8192}, std::size_t{65536}}) {
+      for (const std::size_t n : {std::size_t{1}, std::size_t{100}, std::size_t{5000}}) {
+        const std::size_t from = recorder_.mark();
+        void* p = r->allocate(n, a);
+        ASSERT_NE(p, nullptr);
+        EXPECT_TRUE(aligned_to(p, a)) << "n=" << n << " align=" << a << ": " << p;
+        const entry* e = profiled ? expect_one_report(from, p, n, "resource()->allocate") : nullptr;
+        std::memset(p, 3, n);
+        sink(p);
+        r->deallocate(p, n, a);
+        if (profiled) expect_freed_once(e, "resource()->deallocate");
+      }
+    }
+  }
+}
+
+TEST_F(Adapter, PmrVector) {
+  start();
+  const std::size_t from = recorder_.mark();
+  std::optional<std::pmr::vector<double>> v(std::in_place, memlimits::resource());
+  v->reserve(1000);
+  const entry* e = expect_one_report(from, v->data(), 8000, "pmr::vector::reserve(1000)");
+  v->assign(1000, 1.5);
+  EXPECT_EQ(recorder_.mark(), from + 1);
+  v.reset();
+  expect_freed_once(e, "pmr::vector destruction");
+}
+
+TEST_F(Adapter, PmrMap) {
+  start();
+  const std::size_t from = recorder_.mark();
+  {
+    std::pmr::map<int, int> m(memlimits::resource());
+    for (int i = 0; i < 100; ++i) m[i] = i;
+    EXPECT_EQ(recorder_.mark() - from, 100u);
+  }
+  EXPECT_EQ(recorder_.frees(), 100);
+}
+
+TEST_F(Adapter, MonotonicBufferWithTheResourceUpstream) {
+  start();
+  const std::size_t from = recorder_.mark();
+  std::pmr::monotonic_buffer_resource arena(memlimits::resource());
+  std::vector<std::pair<void*, std::size_t>> pieces;
+  pieces.reserve(2000);  // from glibc: not reported
+  EXPECT_EQ(recorder_.mark(), from);
+  for (int i = 0; i < 2000; ++i) {
+    const std::size_t n = 1 + static_cast<std::size_t>(i) % 300;
+    void* p = arena.allocate(n, 8);
+    std::memset(p, 4, n);
+    pieces.emplace_back(p, n);
+  }
+  void* aligned = arena.allocate(64, 8192);
+  EXPECT_TRUE(aligned_to(aligned, 8192));
+  pieces.emplace_back(aligned, 64);
+  const std::size_t upstream_blocks = recorder_.mark() - from;
+  EXPECT_GE(upstream_blocks, 2u);
+  // Every piece lies in a reported upstream block.
+  for (const auto& [p, n] : pieces) {
+    const entry* e = recorder_.containing(p, n, from);
+    ASSERT_NE(e, nullptr) << p;
+    EXPECT_EQ(e->origin, source::adapter);
+    EXPECT_EQ(e->n_samples, words(e->size));
+  }
+  EXPECT_EQ(recorder_.frees(), 0) << "a monotonic buffer frees nothing before release()";
+  arena.release();
+  EXPECT_EQ(recorder_.frees(), static_cast<std::int64_t>(upstream_blocks));
+  for (std::size_t i = from; i < recorder_.mark(); ++i) EXPECT_EQ(recorder_.at(i).frees.load(), 1);
+}
+
+TEST_F(Adapter, ResourceAndAllocatorShareOneEntryPoint) {
+  start();
+  memlimits::allocator<int> ints;
+  int* p = ints.allocate(10);
+  memlimits::resource()->deallocate(p, 10 * sizeof(int), alignof(int));
+  void* q = memlimits::resource()->allocate(40, alignof(int));
+  ints.deallocate(static_cast<int*>(q), 10);
+  EXPECT_EQ(recorder_.frees(), 2);
+}
+
+// ---- the global functions are not replaced in this program ----
+
+TEST_F(Adapter, PlainMallocAndNewAreNotReported) {
+  start();
+  const std::size_t from = recorder_.mark();
+  for (const std::size_t n : {std::size_t{1}, std::size_t{100}, std::size_t{5000},
+                              std::size_t{1} << 20}) {
+    void* p = opaque(&std::malloc)(n);
+    void* q = opaque(&std::calloc)(1, n);
+    void* r = opaque(static_cast<void* (*)(std::size_t)>(&::operator new))(n);
+    void* s = opaque(static_cast<void* (*)(std::size_t, std::align_val_t)>(&::operator new[]))(
+        n, std::align_val_t{8192});
+    sink(p);
+    sink(q);
+    sink(r);
+    sink(s);
+    p = opaque(&std::realloc)(p, 2 * n);
+    std::free(p);
+    std::free(q);
+    ::operator delete(r);
+    ::operator delete[](s, std::align_val_t{8192});
+  }
+  std::vector<int> plain(100000);
+  auto owned = std::make_unique<std::map<int, int>>();
+  (*owned)[1] = 2;
+  sink(plain.data());
+  EXPECT_EQ(recorder_.mark(), from) << "an allocation outside the adapters was reported";
+  // Meanwhile the adapters are still sampled.
+  std::vector<int, memlimits::allocator<int>> adapted(10);
+  EXPECT_EQ(recorder_.mark(), from + 1);
+}
+
+}  // namespace
