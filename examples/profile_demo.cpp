@@ -71,8 +71,11 @@ class site_tracker final : public memlimits::memprof::tracker {
   }
 
   std::vector<site> snapshot() {
-    lock_guard guard(lock_);
+    // Allocate before taking the lock: an allocation made under it can be
+    // sampled, and on_alloc would then wait for the lock this thread holds.
     std::vector<site> used;
+    used.reserve(max_sites);
+    lock_guard guard(lock_);
     for (const site& s : sites_) {
       if (s.used && s.live_samples > 0) used.push_back(s);
     }

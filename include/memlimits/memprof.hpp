@@ -32,7 +32,9 @@ class tracker {
  public:
   virtual ~tracker() = default;
   // Called on the allocating thread with sampling off for that thread: it may
-  // allocate (those allocations are not sampled). Return non-null to be told,
+  // allocate (those allocations are not sampled). Any allocation of the
+  // program may call it: a tracker must not allocate while it holds a lock
+  // that on_alloc or on_free takes. Return non-null to be told,
   // through on_free, when the block is freed. An exception thrown from here is
   // swallowed and counts as returning null.
   virtual void* on_alloc(const allocation& a) = 0;

@@ -126,10 +126,10 @@ std::uint64_t on_event(std::size_t bytes) noexcept {
   if (s.reentry_ > 0) return 0;  // inside our own slow path or a callback
   const int saved_errno = errno;
   ++s.reentry_;
-  s.alarm_.store(0, std::memory_order_relaxed);
-  // Make the alarm's clearing visible before the state it signals is read,
-  // so that a request made after this point raises the alarm again.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Clear the alarm before reading the state it announces: a request that
+  // this exchange consumes (the requester's release store) is visible to the
+  // reads below; one made later raises the alarm again.
+  s.alarm_.exchange(0, std::memory_order_acq_rel);
 
   // This block occupies bytes [before, after) of the stream since the arm
   // point. consume() subtracted counted_bytes(bytes) modulo 2^64, so adding
@@ -186,7 +186,7 @@ void set_sampling_rate(double rate) noexcept {
   global_rate_epoch.fetch_add(1, std::memory_order_acq_rel);
   alarm_all_threads();
   // The calling thread takes the new rate at its next allocation too.
-  this_thread_state().alarm_.store(INT64_MAX, std::memory_order_relaxed);
+  this_thread_state().alarm_.store(INT64_MAX, std::memory_order_release);
 }
 
 void reseed(std::uint64_t seed) noexcept {
@@ -212,7 +212,7 @@ void alarm_all_threads() noexcept {
   spinlock_guard guard(registry_lock);
   thread_state* self = &this_thread_state();
   for (thread_state* s = registry_head; s != nullptr; s = s->next_) {
-    if (s != self) s->alarm_.store(INT64_MAX, std::memory_order_relaxed);
+    if (s != self) s->alarm_.store(INT64_MAX, std::memory_order_release);
   }
 }
 

@@ -21,7 +21,7 @@ void* adapter_allocate(std::size_t bytes, std::size_t alignment) {
   return p;
 }
 
-void adapter_deallocate(void* p) noexcept { hooks::deallocate(p); }
+void adapter_deallocate(void* p) noexcept { hooks::deallocate(p, __builtin_return_address(0)); }
 
 }  // namespace detail
 

@@ -7,13 +7,6 @@
 
 namespace memlimits::hooks {
 
-#if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
-bool ready = false;
-namespace {
-__attribute__((constructor(101))) void declare_ready() { ready = true; }
-}  // namespace
-#endif
-
 namespace {
 
 void* allocate_plain(std::size_t bytes, std::size_t alignment, bool zero) noexcept {

@@ -31,17 +31,32 @@ namespace memlimits::hooks {
 using memprof::source;
 
 #if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
-// Under ASan or TSan, the dynamic loader and libc call malloc before the
-// sanitizer's runtime has started (it starts from the executable's
-// preinit_array): instrumented code would fault on unmapped shadow memory
-// then. So the files that define the global hooks are compiled without
-// instrumentation, and until the first of the executable's constructors has
-// run (hooks/entry.cpp, priority 101), the hooks only forward to the
-// sanitizer's allocator. Normal builds have no such check: glibc's
-// allocator and memlimits' TLS work from the first call.
+// Under ASan or TSan, the sanitizer's runtime starts from the executable's
+// preinit_array, and, for each new thread, from inside that thread; both
+// call malloc (the loader, pthread_getattr_np) before the runtime's state is
+// usable, and instrumented code then faults (unmapped shadow, TSan's
+// per-thread state not set up). So:
+//  * the files that define the global hooks are compiled without
+//    instrumentation (src/CMakeLists.txt);
+//  * until the first of the executable's constructors has run (`ready`,
+//    hooks/entry.cpp, priority 101), the hooks only forward;
+//  * a thread's calls count from its first call that does not come from the
+//    C library, the loader or the sanitizer's runtime: user code runs only
+//    once the runtime has set the thread up.
+// Normal builds have none of this: glibc's allocator and memlimits' TLS work
+// from the first call.
 extern bool ready;
+extern constinit thread_local bool thread_ready MEMLIMITS_TLS_MODEL;
+bool called_from_runtime(const void* caller) noexcept;  // uninstrumented
+
+MEMLIMITS_ALWAYS_INLINE bool sanitizer_ready(const void* caller) noexcept {
+  if (MEMLIMITS_LIKELY(thread_ready)) return true;
+  if (!ready || called_from_runtime(caller)) return false;
+  thread_ready = true;
+  return true;
+}
 #  define MEMLIMITS_FORWARD_UNTIL_READY(call) \
-    if (MEMLIMITS_UNLIKELY(!::memlimits::hooks::ready)) return call
+    if (MEMLIMITS_UNLIKELY(!::memlimits::hooks::sanitizer_ready(caller))) return call
 #else
 #  define MEMLIMITS_FORWARD_UNTIL_READY(call)
 #endif
@@ -91,7 +106,7 @@ MEMLIMITS_ALWAYS_INLINE void* allocate_aligned(std::size_t bytes, std::size_t al
   return allocate_slow(bytes, alignment, origin, false, caller);
 }
 
-MEMLIMITS_ALWAYS_INLINE void deallocate(void* p) noexcept {
+MEMLIMITS_ALWAYS_INLINE void deallocate(void* p, [[maybe_unused]] void* caller) noexcept {
   MEMLIMITS_FORWARD_UNTIL_READY(platform::system::free(p));
   if (MEMLIMITS_UNLIKELY(tracking::may_be_sampled(p))) return deallocate_slow(p);
   platform::system::free(p);
@@ -103,7 +118,7 @@ MEMLIMITS_ALWAYS_INLINE void* reallocate(void* p, std::size_t bytes, void* calle
   MEMLIMITS_FORWARD_UNTIL_READY(platform::system::realloc(p, bytes));
   if (p == nullptr) return allocate(bytes, source::malloc, caller);
   if (MEMLIMITS_UNLIKELY(bytes == 0)) {
-    deallocate(p);
+    deallocate(p, caller);
     return nullptr;
   }
   if (MEMLIMITS_LIKELY(!tracking::may_be_sampled(p))) {

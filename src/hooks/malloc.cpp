@@ -26,7 +26,7 @@ MEMLIMITS_HOOK void* malloc(std::size_t n) {
   return memlimits::hooks::allocate(n, source::malloc, MEMLIMITS_CALLER);
 }
 
-MEMLIMITS_HOOK void free(void* p) { memlimits::hooks::deallocate(p); }
+MEMLIMITS_HOOK void free(void* p) { memlimits::hooks::deallocate(p, MEMLIMITS_CALLER); }
 
 MEMLIMITS_HOOK void* calloc(std::size_t count, std::size_t size) {
   return memlimits::hooks::allocate_zeroed(count, size, source::malloc, MEMLIMITS_CALLER);

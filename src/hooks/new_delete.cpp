@@ -77,35 +77,35 @@ MEMLIMITS_HOOK void* operator new[](std::size_t n, std::align_val_t a,
   return new_aligned_impl(n, a, true, MEMLIMITS_CALLER);
 }
 
-MEMLIMITS_HOOK void operator delete(void* p) noexcept { memlimits::hooks::deallocate(p); }
-MEMLIMITS_HOOK void operator delete[](void* p) noexcept { memlimits::hooks::deallocate(p); }
+MEMLIMITS_HOOK void operator delete(void* p) noexcept { memlimits::hooks::deallocate(p, MEMLIMITS_CALLER); }
+MEMLIMITS_HOOK void operator delete[](void* p) noexcept { memlimits::hooks::deallocate(p, MEMLIMITS_CALLER); }
 MEMLIMITS_HOOK void operator delete(void* p, const std::nothrow_t&) noexcept {
-  memlimits::hooks::deallocate(p);
+  memlimits::hooks::deallocate(p, MEMLIMITS_CALLER);
 }
 MEMLIMITS_HOOK void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  memlimits::hooks::deallocate(p);
+  memlimits::hooks::deallocate(p, MEMLIMITS_CALLER);
 }
 MEMLIMITS_HOOK void operator delete(void* p, std::size_t) noexcept {
-  memlimits::hooks::deallocate(p);
+  memlimits::hooks::deallocate(p, MEMLIMITS_CALLER);
 }
 MEMLIMITS_HOOK void operator delete[](void* p, std::size_t) noexcept {
-  memlimits::hooks::deallocate(p);
+  memlimits::hooks::deallocate(p, MEMLIMITS_CALLER);
 }
 MEMLIMITS_HOOK void operator delete(void* p, std::align_val_t) noexcept {
-  memlimits::hooks::deallocate(p);
+  memlimits::hooks::deallocate(p, MEMLIMITS_CALLER);
 }
 MEMLIMITS_HOOK void operator delete[](void* p, std::align_val_t) noexcept {
-  memlimits::hooks::deallocate(p);
+  memlimits::hooks::deallocate(p, MEMLIMITS_CALLER);
 }
 MEMLIMITS_HOOK void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-  memlimits::hooks::deallocate(p);
+  memlimits::hooks::deallocate(p, MEMLIMITS_CALLER);
 }
 MEMLIMITS_HOOK void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-  memlimits::hooks::deallocate(p);
+  memlimits::hooks::deallocate(p, MEMLIMITS_CALLER);
 }
 MEMLIMITS_HOOK void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-  memlimits::hooks::deallocate(p);
+  memlimits::hooks::deallocate(p, MEMLIMITS_CALLER);
 }
 MEMLIMITS_HOOK void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
-  memlimits::hooks::deallocate(p);
+  memlimits::hooks::deallocate(p, MEMLIMITS_CALLER);
 }

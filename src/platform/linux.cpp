@@ -58,9 +58,57 @@ void on_thread_exit(void (*fn)(void*), void* arg) noexcept {
   ::pthread_setspecific(exit_key, arg);
 }
 
+namespace {
+struct fork_handlers {
+  void (*prepare)();
+  void (*parent)();
+  void (*child)();
+};
+constexpr int max_fork_handlers = 8;
+fork_handlers handlers[max_fork_handlers];
+std::atomic<int> handler_count{0};
+std::atomic<bool> trampoline_registered{false};
+// The thread inside fork(), between our prepare and parent/child handlers.
+std::atomic<pthread_t> forking_thread{};
+std::atomic<bool> forking{false};
+
+void prepare_all() {
+  for (int i = handler_count.load(std::memory_order_acquire); i-- > 0;) {
+    if (handlers[i].prepare != nullptr) handlers[i].prepare();
+  }
+  forking_thread.store(::pthread_self(), std::memory_order_relaxed);
+  forking.store(true, std::memory_order_release);
+}
+
+template <void (*fork_handlers::*Which)()>
+void finish_all() {
+  forking.store(false, std::memory_order_release);
+  const int count = handler_count.load(std::memory_order_acquire);
+  for (int i = 0; i < count; ++i) {
+    if (handlers[i].*Which != nullptr) (handlers[i].*Which)();
+  }
+}
+}  // namespace
+
 void register_fork_handlers(void (*prepare)(), void (*parent)(),
                             void (*child)()) noexcept {
-  ::pthread_atfork(prepare, parent, child);
+  // Layers register once each, possibly at the same time on two threads.
+  static std::atomic<bool> appending{false};
+  while (appending.exchange(true, std::memory_order_acquire)) yield();
+  const int index = handler_count.load(std::memory_order_relaxed);
+  if (index >= max_fork_handlers) ::abort();
+  handlers[index] = {prepare, parent, child};
+  handler_count.store(index + 1, std::memory_order_release);
+  appending.store(false, std::memory_order_release);
+  if (!trampoline_registered.exchange(true)) {
+    ::pthread_atfork(&prepare_all, &finish_all<&fork_handlers::parent>,
+                     &finish_all<&fork_handlers::child>);
+  }
+}
+
+bool fork_in_progress_here() noexcept {
+  return forking.load(std::memory_order_acquire) &&
+         ::pthread_equal(forking_thread.load(std::memory_order_relaxed), ::pthread_self());
 }
 
 std::uint64_t thread_number() noexcept {

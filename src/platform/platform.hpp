@@ -33,9 +33,17 @@ void unmap_pages(void* p, std::size_t bytes) noexcept;
 // replaces the argument.
 void on_thread_exit(void (*fn)(void*), void* arg) noexcept;
 
-// pthread_atfork; handlers must not allocate.
+// fork() handlers of memlimits' layers, all run from one pthread_atfork
+// registration: prepare handlers in reverse order of registration, parent
+// and child handlers in order. They take (prepare) and release or reset
+// (parent, child) the layers' locks; they must not allocate.
+// Other libraries' fork handlers run between ours and may allocate on the
+// forking thread while it holds every memlimits lock: fork_in_progress_here()
+// is true for that thread then, and the locks let it through (it has the
+// structures to itself).
 void register_fork_handlers(void (*prepare)(), void (*parent)(),
                             void (*child)()) noexcept;
+bool fork_in_progress_here() noexcept;
 
 // A process-unique thread number (not reused while the process lives).
 std::uint64_t thread_number() noexcept;

@@ -60,6 +60,15 @@ class recording_tracker : public memprof::tracker {
     return nullptr;
   }
 
+  // The most recent entry for `address` with that size: addresses are
+  // reused once blocks are freed.
+  const entry* find(const void* address, std::size_t size) const {
+    for (std::size_t i = recorded(); i-- > 0;) {
+      if (entries_[i].address == address && entries_[i].size == size) return &entries_[i];
+    }
+    return nullptr;
+  }
+
   std::size_t recorded() const {
     const std::size_t n = count_.load(std::memory_order_acquire);
     return n < capacity_ ? n : capacity_;

@@ -40,7 +40,9 @@
 #include "memlimits/memprof.hpp"
 #include "tracking/block_table.hpp"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// The sanitizer's allocator is the system allocator: glibc-only behaviours
+// (memalign rounding odd alignments up, RLIMIT_AS failures) are not tested.
 // (allocator_may_return_null=1 comes from tests/support/sanitizer_options.cpp)
 #  define MEMLIMITS_TEST_ASAN 1
 #endif

@@ -212,12 +212,12 @@ TEST(ProfileThreads, AllocationsAtThreadExit) {
     block_freed_at_exit = exit_time.keep;
   });
   th.join();
-  const auto* freed = t.find(block_freed_at_exit.load());
+  const auto* freed = t.find(block_freed_at_exit.load(), 100);
   ASSERT_NE(freed, nullptr);
   EXPECT_EQ(freed->size, 100u);
   EXPECT_EQ(freed->frees.load(), 1);
   void* late = block_allocated_at_exit.load();
-  const auto* allocated = t.find(late);
+  const auto* allocated = t.find(late, 300);
   ASSERT_NE(allocated, nullptr);
   EXPECT_EQ(allocated->size, 300u);
   EXPECT_EQ(allocated->frees.load(), 0);
