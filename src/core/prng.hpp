@@ -25,6 +25,12 @@ class xoshiro256 {
     return std::numeric_limits<result_type>::max();
   }
 
+  constexpr xoshiro256() noexcept = default;
+  // A raw state (not all zero), for checking against the reference outputs.
+  constexpr xoshiro256(std::uint64_t s0, std::uint64_t s1, std::uint64_t s2,
+                       std::uint64_t s3) noexcept
+      : state_{s0, s1, s2, s3} {}
+
   constexpr void seed(std::uint64_t seed) noexcept {
     for (auto& word : state_) word = splitmix64(seed);
   }

@@ -28,20 +28,11 @@
 
 #include "memlimits/allocator.hpp"
 #include "memlimits/memprof.hpp"
+#include "support/recording_tracker.hpp"
 #include "tracking/block_table.hpp"
 
 // (allocator_may_return_null=1 under sanitizers: tests/support/sanitizer_options.cpp)
 
-namespace memlimits::memprof {
-void PrintTo(source s, std::ostream* os) {
-  switch (s) {
-    case source::new_delete: *os << "new_delete"; return;
-    case source::malloc: *os << "malloc"; return;
-    case source::adapter: *os << "adapter"; return;
-  }
-  *os << "source(" << static_cast<int>(s) << ")";
-}
-}  // namespace memlimits::memprof
 
 namespace {
 
@@ -50,98 +41,12 @@ namespace memprof = memlimits::memprof;
 
 constexpr std::size_t sampled_alignment = memlimits::tracking::sampled_alignment;
 
-template <class T>
-T opaque(T value) {
-  asm volatile("" : "+r"(value));
-  return value;
-}
-inline void sink(const void* p) { asm volatile("" : : "r"(p) : "memory"); }
-bool aligned_to(const void* p, std::size_t alignment) {
-  return reinterpret_cast<std::uintptr_t>(opaque(p)) % alignment == 0;
-}
-std::uint64_t words(std::size_t bytes) { return (bytes + 7) / 8; }
-
-// ---- the recording tracker (storage reserved before any profile) ----
-
-struct entry {
-  void* address = nullptr;
-  std::size_t size = 0;
-  std::uint64_t n_samples = 0;
-  source origin{};
-  std::thread::id allocated_by;
-  std::atomic<std::thread::id> freed_by{};
-  std::atomic<int> frees{0};
-};
-
-class recorder final : public memprof::tracker {
- public:
-  explicit recorder(std::size_t capacity = std::size_t{1} << 14)
-      : entries_(new entry[capacity]), capacity_(capacity) {}
-
-  void* on_alloc(const memprof::allocation& a) override {
-    const std::size_t i = next_.fetch_add(1, std::memory_order_acq_rel);
-    if (i >= capacity_) {
-      overflow_.fetch_add(1, std::memory_order_relaxed);
-      return nullptr;
-    }
-    entry& e = entries_[i];
-    e.address = a.address;
-    e.size = a.size;
-    e.n_samples = a.n_samples;
-    e.origin = a.origin;
-    e.allocated_by = std::this_thread::get_id();
-    accepted_.fetch_add(1, std::memory_order_acq_rel);
-    return &e;
-  }
-
-  void on_free(void* cookie) noexcept override {
-    auto* e = static_cast<entry*>(cookie);
-    if (e < entries_.get() || e >= entries_.get() + capacity_) {
-      bad_cookies_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    e->freed_by.store(std::this_thread::get_id(), std::memory_order_relaxed);
-    e->frees.fetch_add(1, std::memory_order_acq_rel);
-    frees_.fetch_add(1, std::memory_order_acq_rel);
-  }
-
-  std::size_t mark() const {
-    const std::size_t n = next_.load(std::memory_order_acquire);
-    return n < capacity_ ? n : capacity_;
-  }
-  const entry& at(std::size_t i) const { return entries_[i]; }
-  const entry* find(const void* address, std::size_t from = 0) const {
-    for (std::size_t i = mark(); i > from; --i) {
-      if (entries_[i - 1].address == address) return &entries_[i - 1];
-    }
-    return nullptr;
-  }
-  // The most recent entry since `from` whose block holds [p, p + n).
-  const entry* containing(const void* p, std::size_t n, std::size_t from = 0) const {
-    const auto a = reinterpret_cast<std::uintptr_t>(p);
-    for (std::size_t i = mark(); i > from; --i) {
-      const entry& e = entries_[i - 1];
-      const auto b = reinterpret_cast<std::uintptr_t>(e.address);
-      if (b <= a && a + n <= b + e.size) return &e;
-    }
-    return nullptr;
-  }
-  std::int64_t frees() const { return frees_.load(std::memory_order_acquire); }
-  std::int64_t live() const {
-    return static_cast<std::int64_t>(accepted_.load(std::memory_order_acquire)) - frees();
-  }
-  std::size_t overflow() const { return overflow_.load(std::memory_order_relaxed); }
-  std::size_t bad_cookies() const { return bad_cookies_.load(std::memory_order_relaxed); }
-
- private:
-  std::unique_ptr<entry[]> entries_;
-  std::size_t capacity_;
-  std::atomic<std::size_t> next_{0};
-  std::atomic<std::size_t> accepted_{0};
-  std::atomic<std::int64_t> frees_{0};
-  std::atomic<std::size_t> overflow_{0};
-  std::atomic<std::size_t> bad_cookies_{0};
-};
+using memlimits::testing::aligned_to;
+using memlimits::testing::opaque;
+using memlimits::testing::sink;
+using memlimits::testing::words;
+using entry = memlimits::testing::recorded_block;
+using recorder = memlimits::testing::recording_tracker;
 
 class Adapter : public ::testing::Test {
  protected:

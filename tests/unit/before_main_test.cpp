@@ -21,7 +21,7 @@ const bool started_early = [] {
   early_tracker = new recording_tracker(1 << 20);
   early_profile = new memlimits::memprof::profile(*early_tracker, 1.0);
   early_block = std::malloc(777);
-  memlimits::testing::escape(early_block);
+  memlimits::testing::sink(early_block);
   return true;
 }();
 

@@ -38,6 +38,7 @@
 
 #include "core/sampler.hpp"
 #include "memlimits/memprof.hpp"
+#include "support/recording_tracker.hpp"
 #include "tracking/block_table.hpp"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -47,16 +48,6 @@
 #  define MEMLIMITS_TEST_ASAN 1
 #endif
 
-namespace memlimits::memprof {
-void PrintTo(source s, std::ostream* os) {
-  switch (s) {
-    case source::new_delete: *os << "new_delete"; return;
-    case source::malloc: *os << "malloc"; return;
-    case source::adapter: *os << "adapter"; return;
-  }
-  *os << "source(" << static_cast<int>(s) << ")";
-}
-}  // namespace memlimits::memprof
 
 namespace {
 
@@ -68,14 +59,12 @@ constexpr std::size_t page = 4096;
 constexpr std::size_t sampled_alignment = memlimits::tracking::sampled_alignment;
 static_assert(sampled_alignment == page);
 
-// The value, through a register the compiler knows nothing about.
-template <class T>
-T opaque(T value) {
-  asm volatile("" : "+r"(value));
-  return value;
-}
-// Makes p escape, with every write to memory visible.
-inline void sink(const void* p) { asm volatile("" : : "r"(p) : "memory"); }
+using memlimits::testing::aligned_to;
+using memlimits::testing::opaque;
+using memlimits::testing::sink;
+using memlimits::testing::words;
+using entry = memlimits::testing::recorded_block;
+using recorder = memlimits::testing::recording_tracker;
 
 template <class F>
 [[gnu::noinline]] void call_out_of_line(F& f) {
@@ -92,11 +81,6 @@ template <class F>
   call_out_of_line(f);
 }
 
-std::uintptr_t address_of(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
-bool aligned_to(const void* p, std::size_t alignment) {
-  return address_of(opaque(p)) % alignment == 0;
-}
-std::uint64_t words(std::size_t bytes) { return (bytes + 7) / 8; }
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
 void fill(void* p, std::size_t n, unsigned char seed) {
@@ -121,89 +105,6 @@ bool all_zero(const void* p, std::size_t n) {
   }
   return true;
 }
-
-// ---- the recording tracker ----
-
-struct entry {
-  void* address = nullptr;
-  std::size_t size = 0;
-  std::uint64_t n_samples = 0;
-  source origin{};
-  std::thread::id allocated_by;
-  std::atomic<std::thread::id> freed_by{};
-  std::atomic<int> frees{0};
-};
-
-// Records every sampled allocation in an array reserved up front; its
-// callbacks neither allocate nor lock.
-class recorder final : public memprof::tracker {
- public:
-  explicit recorder(std::size_t capacity = std::size_t{1} << 15)
-      : entries_(new entry[capacity]), capacity_(capacity) {}
-
-  void* on_alloc(const memprof::allocation& a) override {
-    const std::size_t i = next_.fetch_add(1, std::memory_order_acq_rel);
-    if (i >= capacity_) {
-      overflow_.fetch_add(1, std::memory_order_relaxed);
-      return nullptr;
-    }
-    entry& e = entries_[i];
-    e.address = a.address;
-    e.size = a.size;
-    e.n_samples = a.n_samples;
-    e.origin = a.origin;
-    e.allocated_by = std::this_thread::get_id();
-    accepted_.fetch_add(1, std::memory_order_acq_rel);
-    return &e;
-  }
-
-  void on_free(void* cookie) noexcept override {
-    auto* e = static_cast<entry*>(cookie);
-    if (e < entries_.get() || e >= entries_.get() + capacity_) {
-      bad_cookies_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    e->freed_by.store(std::this_thread::get_id(), std::memory_order_relaxed);
-    e->frees.fetch_add(1, std::memory_order_acq_rel);
-    frees_.fetch_add(1, std::memory_order_acq_rel);
-  }
-
-  // Entries recorded so far; allocations made after this point are at
-  // indices >= mark().
-  std::size_t mark() const {
-    const std::size_t n = next_.load(std::memory_order_acquire);
-    return n < capacity_ ? n : capacity_;
-  }
-  const entry& at(std::size_t i) const { return entries_[i]; }
-  // The most recent entry of `address` at an index >= from, or nullptr.
-  const entry* find(const void* address, std::size_t from = 0) const {
-    for (std::size_t i = mark(); i > from; --i) {
-      if (entries_[i - 1].address == address) return &entries_[i - 1];
-    }
-    return nullptr;
-  }
-  std::size_t count(const void* address, std::size_t from = 0) const {
-    std::size_t n = 0;
-    for (std::size_t i = from; i < mark(); ++i) n += entries_[i].address == address;
-    return n;
-  }
-  std::int64_t frees() const { return frees_.load(std::memory_order_acquire); }
-  // Blocks reported and not yet reported freed.
-  std::int64_t live() const {
-    return static_cast<std::int64_t>(accepted_.load(std::memory_order_acquire)) - frees();
-  }
-  std::size_t overflow() const { return overflow_.load(std::memory_order_relaxed); }
-  std::size_t bad_cookies() const { return bad_cookies_.load(std::memory_order_relaxed); }
-
- private:
-  std::unique_ptr<entry[]> entries_;
-  std::size_t capacity_;
-  std::atomic<std::size_t> next_{0};
-  std::atomic<std::size_t> accepted_{0};
-  std::atomic<std::int64_t> frees_{0};
-  std::atomic<std::size_t> overflow_{0};
-  std::atomic<std::size_t> bad_cookies_{0};
-};
 
 // A recorder (reserved before any profile starts) and an optional profile
 // feeding it; on tear-down, checks that no free was reported twice or with a

@@ -24,12 +24,12 @@
 // these have external linkage (the test is linked with -rdynamic).
 __attribute__((noinline)) void* allocate_in_known_function(std::size_t n) {
   void* p = std::malloc(n);
-  memlimits::testing::escape(p);  // not a tail call: this frame stays on the stack
+  memlimits::testing::sink(p);  // not a tail call: this frame stays on the stack
   return p;
 }
 __attribute__((noinline)) void* new_in_known_function(std::size_t n) {
   void* p = ::operator new(n);
-  memlimits::testing::escape(p);
+  memlimits::testing::sink(p);
   return p;
 }
 
@@ -39,7 +39,7 @@ using memlimits::memprof::allocation;
 using memlimits::memprof::profile;
 using memlimits::memprof::source;
 using memlimits::memprof::tracker;
-using memlimits::testing::escape;
+using memlimits::testing::sink;
 using memlimits::testing::recording_tracker;
 
 #if defined(__SANITIZE_THREAD__)
@@ -92,12 +92,12 @@ TEST(ProfileLifetime, StopIsIdempotentAndEndsCallbacks) {
   profile p(t, 1.0);
   EXPECT_TRUE(p.running());
   void* a = std::malloc(64);
-  escape(a);
+  sink(a);
   p.stop();
   EXPECT_FALSE(p.running());
   p.stop();
   void* b = std::malloc(64);
-  escape(b);
+  sink(b);
   std::free(a);  // tracked while running, freed after stop: not reported
   std::free(b);
   EXPECT_EQ(t.allocations(), 1u);
@@ -111,20 +111,20 @@ TEST(ProfileLifetime, CallbacksMayAllocateWithoutRecursion) {
     void* on_alloc(const allocation&) override {
       ++calls;
       auto text = std::make_unique<std::string>(200, 'x');  // allocates, not sampled
-      escape(text.get());
+      sink(text.get());
       return this;
     }
     void on_free(void*) noexcept override {
       ++frees;
       std::vector<int> v(100);  // allocates while a free is being reported
-      escape(v.data());
+      sink(v.data());
     }
   } t;
   {
     profile p(t, 1.0);
     for (int i = 0; i < 10; ++i) {
       void* q = std::malloc(32);
-      escape(q);
+      sink(q);
       std::free(q);
     }
   }
@@ -179,7 +179,7 @@ TEST(ProfileThreads, FreesFromOtherThreadsReportedOnce) {
   }
   p.stop();
   std::size_t ours = 0;
-  for (std::size_t i = 0; i < t.recorded(); ++i) {
+  for (std::size_t i = 0; i < t.mark(); ++i) {
     const auto& e = t.at(i);
     if (e.size >= 24 && e.size < 24 + threads && e.origin == source::malloc) {
       ++ours;
@@ -198,7 +198,7 @@ struct exit_time_allocator {
   ~exit_time_allocator() {
     std::free(keep);
     void* late = std::malloc(300);
-    escape(late);
+    sink(late);
     block_allocated_at_exit = late;
   }
 };
@@ -212,12 +212,12 @@ TEST(ProfileThreads, AllocationsAtThreadExit) {
     block_freed_at_exit = exit_time.keep;
   });
   th.join();
-  const auto* freed = t.find(block_freed_at_exit.load(), 100);
+  const auto* freed = t.find_sized(block_freed_at_exit.load(), 100);
   ASSERT_NE(freed, nullptr);
   EXPECT_EQ(freed->size, 100u);
   EXPECT_EQ(freed->frees.load(), 1);
   void* late = block_allocated_at_exit.load();
-  const auto* allocated = t.find(late, 300);
+  const auto* allocated = t.find_sized(late, 300);
   ASSERT_NE(allocated, nullptr);
   EXPECT_EQ(allocated->size, 300u);
   EXPECT_EQ(allocated->frees.load(), 0);
@@ -233,7 +233,7 @@ TEST(ProfileThreads, ManyShortLivedThreadsThenRateChange) {
       threads.emplace_back([] {
         for (int j = 0; j < 100; ++j) {
           void* q = std::malloc(64);
-          escape(q);
+          sink(q);
           std::free(q);
         }
       });
@@ -253,7 +253,7 @@ TEST(ProfileThreads, RateChangeReachesAWaitingThreadAtItsNextAllocation) {
   std::atomic<void*> block{nullptr};
   std::thread th([&] {
     void* warm = std::malloc(16);  // initialise this thread's sampler
-    escape(warm);
+    sink(warm);
     std::free(warm);
     phase = 1;
     while (phase.load() != 2) {
@@ -335,9 +335,9 @@ TEST(ProfileConcurrency, TwoProfilesEachReportFreesOnce) {
   a.stop();
   b.stop();
   for (const auto* t : {&fine, &coarse}) {
-    ASSERT_FALSE(t->overflowed());
-    EXPECT_GT(t->recorded(), 0u);
-    for (std::size_t i = 0; i < t->recorded(); ++i) {
+    ASSERT_FALSE(t->overflow() != 0);
+    EXPECT_GT(t->mark(), 0u);
+    for (std::size_t i = 0; i < t->mark(); ++i) {
       const auto& e = t->at(i);
       if (e.size >= 8 && e.size < 208) {
         EXPECT_EQ(e.frees.load(), 1);
@@ -393,12 +393,12 @@ TEST(ProfileFork, ParentAndChildKeepWorking) {
   recording_tracker t(4096);
   profile p(t, 1.0);
   void* before = std::malloc(128);
-  escape(before);
+  sink(before);
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     void* q = std::malloc(200);
-    escape(q);
+    sink(q);
     const auto* e = t.find(q);
     bool ok = e != nullptr && e->size == 200 && e->n_samples == 25;
     std::free(q);
@@ -413,7 +413,7 @@ TEST(ProfileFork, ParentAndChildKeepWorking) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   void* after = std::malloc(300);
-  escape(after);
+  sink(after);
   ASSERT_NE(t.find(after), nullptr);
   EXPECT_EQ(t.find(after)->size, 300u);
   std::free(after);
@@ -441,7 +441,7 @@ TEST(ProfileFork, ForkWhileOtherThreadsAllocate) {
     workers.emplace_back([&] {
       while (!done.load(std::memory_order_relaxed)) {
         void* q = std::malloc(48);
-        escape(q);
+        sink(q);
         std::free(q);
       }
     });
@@ -453,7 +453,7 @@ TEST(ProfileFork, ForkWhileOtherThreadsAllocate) {
       alarm(20);  // a deadlock ends the child with SIGALRM
       for (int j = 0; j < 100; ++j) {
         void* q = std::malloc(64 + j);
-        escape(q);
+        sink(q);
         std::free(q);
       }
       recording_tracker child_tracker(16);
