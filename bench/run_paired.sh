@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# bench/run_paired.sh — runs every benchmark of bench/ in its plain and hooks
+# builds side by side, alternating the two so that drift in the machine's
+# load falls on both alike, and prints medians of the per-pair ratios.
+#
+# usage: bench/run_paired.sh [BUILD_DIR]        (default: build-bench)
+# Build first:
+#   cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=RelWithDebInfo
+#   cmake --build build-bench -j2 --target memlimits_bench
+#
+# Environment (defaults in brackets):
+#   SECTIONS         which parts to run ["workload memory gbench"]
+#   PAIRS            paired runs of the workload and of the memory test [11]
+#   WORKLOAD_ARGS    extra arguments of both workload binaries [""]
+#   PROFILE_DEPTH    callstack size of the profiled workload configuration [16]
+#   CONFIGS          workload configurations run against plain ["hooks profile"]:
+#                      hooks    workload_hooks (default rate, no profile)
+#                      profile  workload_hooks --profile-depth $PROFILE_DEPTH
+#                      fastpath workload_hooks --base-rate 1e-12 (a diagnostic:
+#                               no block is ever sampled, fast paths only)
+#   LIVE_MIB         live heap of memory_overhead, MiB [1024]
+#   MEMORY_ARGS      extra arguments of both memory_overhead binaries [""]
+#   GBENCH_ROUNDS    alternating rounds of the two Google Benchmark binaries [3]
+#   GBENCH_REPS      --benchmark_repetitions per round [5]
+#   GBENCH_MIN_TIME  --benchmark_min_time, seconds [0.1]
+#   GBENCH_FILTER    --benchmark_filter [.]
+#   FOREIGN_MAX      a workload round is discarded and run again when, during
+#                    one of its runs, other processes used more than this
+#                    percentage of the machine's CPU (from /proc/stat) [5];
+#                    at most 4 * PAIRS rounds are attempted
+#   QUIET_WAIT       before each round (each section), wait up to this many
+#                    seconds for a second in which other processes use less
+#                    than FOREIGN_MAX percent of the machine [120]
+#
+# The machine may be shared: every workload run also reports the CPU time
+# that other processes took while it ran (foreign=, in % of the machine), and
+# rounds disturbed by more than FOREIGN_MAX percent are run again.
+# Nothing is pinned: the runs alternate (and the order inside a pair flips
+# from one pair to the next) so that slow drift cancels; the ratio of each
+# pair is computed first and the median of the ratios is reported, with the
+# smallest and largest to show the spread and, for the workload, the
+# median's 95% confidence interval and a count of the rounds slower than plain.
+set -euo pipefail
+
+BUILD_DIR=${1:-build-bench}
+BIN=$BUILD_DIR/bench
+SECTIONS=${SECTIONS:-"workload memory gbench"}
+PAIRS=${PAIRS:-11}
+WORKLOAD_ARGS=${WORKLOAD_ARGS:-}
+PROFILE_DEPTH=${PROFILE_DEPTH:-16}
+CONFIGS=${CONFIGS:-"hooks profile"}
+LIVE_MIB=${LIVE_MIB:-1024}
+MEMORY_ARGS=${MEMORY_ARGS:-}
+GBENCH_ROUNDS=${GBENCH_ROUNDS:-3}
+GBENCH_REPS=${GBENCH_REPS:-5}
+GBENCH_MIN_TIME=${GBENCH_MIN_TIME:-0.1}
+GBENCH_FILTER=${GBENCH_FILTER:-.}
+FOREIGN_MAX=${FOREIGN_MAX:-5}
+QUIET_WAIT=${QUIET_WAIT:-120}
+CORES=$(nproc)
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+for binary in workload_plain workload_hooks memory_overhead_plain memory_overhead_hooks \
+              bench_alloc_plain bench_alloc_hooks; do
+  if [[ ! -x $BIN/$binary ]]; then
+    echo "run_paired.sh: $BIN/$binary not built (cmake --build $BUILD_DIR --target memlimits_bench)" >&2
+    exit 1
+  fi
+done
+
+# The value of key=value in a line of output.
+field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
+
+# CPU time used by the whole machine so far, in clock ticks (user nice system
+# irq softirq steal).
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+TICK_MS=$(awk -v hz="$(getconf CLK_TCK)" 'BEGIN { print 1000 / hz }')
+
+# Waits (at most QUIET_WAIT seconds) for a second in which the machine is
+# busy less than FOREIGN_MAX percent; we run nothing meanwhile.
+wait_quiet() {
+  local waited=0 before after
+  while ((waited < QUIET_WAIT)); do
+    before=$(busy_ticks)
+    sleep 1
+    after=$(busy_ticks)
+    if awk -v b="$before" -v a="$after" -v t="$TICK_MS" -v n="$CORES" -v m="$FOREIGN_MAX" \
+         'BEGIN { exit !((a - b) * t / (1000 * n) * 100 <= m) }'; then
+      return
+    fi
+    waited=$((waited + 1))
+  done
+}
+
+# stdin: "key value" lines; stdout: "key median min max count", keys sorted.
+stats_by_key() {
+  sort -k1,1 -k2,2g | awk '
+    function flush() {
+      if (n == 0) return
+      med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+      printf "%s %.6g %.6g %.6g %d\n", key, med, v[1], v[n], n
+    }
+    $1 != key { flush(); key = $1; n = 0 }
+    { v[++n] = $2 }
+    END { flush() }'
+}
+
+echo "# run_paired.sh on $(hostname), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------------------
+if [[ " $SECTIONS " == *" workload "* ]]; then
+  echo
+  echo "== workload: $PAIRS rounds of (plain $CONFIGS), order reversed every other round;" \
+       "profile = --profile-depth $PROFILE_DEPTH =="
+  : >"$TMP/workload"
+  checksum=""
+  forward="plain $CONFIGS"
+  backward=$(tr ' ' '\n' <<<"$forward" | tac | tr '\n' ' ')
+  discarded=0
+  attempts=0
+  for ((i = 1; i <= PAIRS; i++)); do
+    if ((i % 2)); then order=$forward; else order=$backward; fi
+    declare -A wall=() cpu=()
+    worst=0
+    wait_quiet
+    for config in $order; do
+      before=$(busy_ticks)
+      case $config in
+        plain) line=$("$BIN/workload_plain" $WORKLOAD_ARGS) ;;
+        hooks) line=$("$BIN/workload_hooks" $WORKLOAD_ARGS) ;;
+        profile) line=$("$BIN/workload_hooks" $WORKLOAD_ARGS --profile-depth "$PROFILE_DEPTH") ;;
+        fastpath) line=$("$BIN/workload_hooks" $WORKLOAD_ARGS --base-rate 1e-12) ;;
+        *) echo "unknown configuration $config" >&2; exit 2 ;;
+      esac
+      after=$(busy_ticks)
+      sum=$(field checksum "$line")
+      if [[ -z $checksum ]]; then checksum=$sum; fi
+      if [[ $sum != "$checksum" ]]; then
+        echo "checksum mismatch: $config printed $sum, expected $checksum" >&2
+        exit 1
+      fi
+      wall[$config]=$(field wall_ms "$line")
+      cpu[$config]=$(field cpu_ms "$line")
+      foreign=$(awk -v b="$before" -v a="$after" -v t="$TICK_MS" -v c="${cpu[$config]}" \
+                    -v w="${wall[$config]}" -v n="$CORES" \
+                    'BEGIN { f = ((a - b) * t - c) / (w * n) * 100; printf "%.1f", f < 0 ? 0 : f }')
+      worst=$(awk -v x="$foreign" -v y="$worst" 'BEGIN { print (x + 0 > y + 0) ? x : y }')
+      printf '  run %2d %-8s %s foreign=%s%%\n' "$i" "$config" "$line" "$foreign"
+    done
+    attempts=$((attempts + 1))
+    if awk -v x="$worst" -v m="$FOREIGN_MAX" 'BEGIN { exit !(x > m) }'; then
+      if ((attempts < 4 * PAIRS)); then
+        echo "  (round $i discarded: other processes took $worst% of the machine)"
+        discarded=$((discarded + 1))
+        i=$((i - 1))
+        unset wall cpu
+        continue
+      fi
+      echo "  (round $i kept although disturbed: $((4 * PAIRS)) rounds attempted)"
+    fi
+    for config in plain $CONFIGS; do
+      echo "wall_ms:$config ${wall[$config]}" >>"$TMP/workload"
+      echo "cpu_ms:$config ${cpu[$config]}" >>"$TMP/workload"
+    done
+    for config in $CONFIGS; do
+      awk -v a="${wall[$config]}" -v b="${wall[plain]}" -v c="$config" \
+        'BEGIN { printf "wall_ratio:%s %.6f\n", c, a / b }' >>"$TMP/workload"
+      awk -v a="${cpu[$config]}" -v b="${cpu[plain]}" -v c="$config" \
+        'BEGIN { printf "cpu_ratio:%s %.6f\n", c, a / b }' >>"$TMP/workload"
+    done
+    unset wall cpu
+  done
+  echo
+  echo "checksum (identical in every run): $checksum"
+  echo "rounds discarded for foreign load above $FOREIGN_MAX%: $discarded"
+  stats_by_key <"$TMP/workload" | awk '
+    BEGIN { printf "%-22s %12s %12s %12s\n", "measure:config", "median", "min", "max" }
+    { printf "%-22s %12.4f %12.4f %12.4f\n", $1, $2, $3, $4 }'
+  # The median's distribution-free 95% confidence interval: the order
+  # statistics n/2 -+ 0.98 sqrt(n) of the ratios.
+  grep '_ratio:' "$TMP/workload" | sort -k1,1 -k2,2g | awk '
+    function out(  lo, hi, med) {
+      lo = int(n / 2 - 0.98 * sqrt(n)); hi = int(n / 2 + 0.98 * sqrt(n)) + 1
+      if (lo < 1) lo = 1
+      if (hi > n) hi = n
+      med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+      printf "overhead %-18s median %+.2f%%  (95%% CI of the median %+.2f%% .. %+.2f%%)\n",
+             key, (med - 1) * 100, (v[lo] - 1) * 100, (v[hi] - 1) * 100
+    }
+    $1 != key { if (n) out(); key = $1; n = 0 }
+    { v[++n] = $2 }
+    END { if (n) out() }'
+  # A sign test: in how many rounds the configuration was the slower one.
+  awk '$1 ~ /_ratio:/ { n[$1]++; if ($2 > 1) slower[$1]++ }
+       END { for (k in n) printf "slower than plain %-18s in %d of %d rounds\n", k, slower[k], n[k] }' \
+    "$TMP/workload" | sort
+fi
+
+# ---------------------------------------------------------------------------
+if [[ " $SECTIONS " == *" memory "* ]]; then
+  echo
+  echo "== memory_overhead: $PAIRS pairs of (plain, hooks), ${LIVE_MIB} MiB live $MEMORY_ARGS =="
+  : >"$TMP/memory"
+  for ((i = 1; i <= PAIRS; i++)); do
+    if ((i % 2)); then order="plain hooks"; else order="hooks plain"; fi
+    wait_quiet
+    for config in $order; do
+      line=$("$BIN/memory_overhead_$config" --live-mib "$LIVE_MIB" $MEMORY_ARGS)
+      printf '  run %2d %-6s %s\n' "$i" "$config" "$line"
+      if [[ $config == plain ]]; then plain_line=$line; else hooks_line=$line; fi
+    done
+    live=$(field live_bytes "$plain_line")
+    awk -v live="$live" \
+        -v rp="$(field rss_delta "$plain_line")" -v rh="$(field rss_delta "$hooks_line")" \
+        -v fp="$(field heap_free "$plain_line")" -v fh="$(field heap_free "$hooks_line")" \
+        -v meta="$(field metadata_bytes "$hooks_line")" \
+        -v tracked="$(field tracked_blocks "$hooks_line")" \
+        -v est="$(field live_estimate "$hooks_line")" \
+        -v live_h="$(field live_bytes "$hooks_line")" '
+      BEGIN {
+        if (live != live_h) { print "live_bytes differ between builds" > "/dev/stderr"; exit 1 }
+        printf "rss_overhead_pct %.6f\n", (rh - rp) / live * 100
+        printf "heap_free_overhead_pct %.6f\n", (fh - fp) / live * 100
+        printf "metadata_pct %.6f\n", meta / live * 100
+        printf "metadata_MiB %.6f\n", meta / 1048576
+        printf "tracked_blocks %d\n", tracked
+        printf "live_estimate_error_pct %.6f\n", (est - live) / live * 100
+        printf "rss_plain_MiB %.3f\n", rp / 1048576
+        printf "rss_hooks_MiB %.3f\n", rh / 1048576
+        printf "live_MiB %.3f\n", live / 1048576
+      }' >>"$TMP/memory"
+  done
+  echo
+  stats_by_key <"$TMP/memory" | awk '
+    BEGIN { printf "%-26s %12s %12s %12s\n", "measure", "median", "min", "max" }
+    { printf "%-26s %12.4f %12.4f %12.4f\n", $1, $2, $3, $4 }'
+  echo "(rss_overhead_pct = (RSS_hooks - RSS_plain) / live bytes; heap_free_overhead_pct: the same"
+  echo " for glibc's free bytes inside its heaps (mallinfo2 fordblks); metadata_pct ="
+  echo " tracking::stats().metadata_bytes / live bytes; live_estimate_error_pct: the base"
+  echo " accounting's live-heap estimate against the truth, which includes blocks"
+  echo " allocated before main)"
+fi
+
+# ---------------------------------------------------------------------------
+if [[ " $SECTIONS " == *" gbench "* ]]; then
+  echo
+  echo "== bench_alloc: $GBENCH_ROUNDS alternating rounds x $GBENCH_REPS repetitions," \
+       "min_time $GBENCH_MIN_TIME s =="
+  echo "(medians of all repetitions; real time in ns per allocation+free: a *_batch iteration,"
+  echo " 64 allocations then 64 frees, is divided by 64; with 2 threads, wall time over the"
+  echo " pairs of both threads, so that 2 threads with no contention show half the time)"
+  : >"$TMP/gbench"
+  for ((i = 1; i <= GBENCH_ROUNDS; i++)); do
+    if ((i % 2)); then order="plain hooks"; else order="hooks plain"; fi
+    for config in $order; do
+      wait_quiet
+      echo "  round $i: bench_alloc_$config" >&2
+      "$BIN/bench_alloc_$config" --benchmark_filter="$GBENCH_FILTER" \
+          --benchmark_repetitions="$GBENCH_REPS" --benchmark_min_time="$GBENCH_MIN_TIME" \
+          --benchmark_format=csv 2>/dev/null |
+        awk -F, -v c="$config" '
+          NR > 1 && $1 !~ /_(mean|median|stddev|cv)"$/ {
+            name = $1; gsub(/"/, "", name); sub(/\/real_time/, "", name)
+            print name "@" c, $3
+          }' >>"$TMP/gbench"
+    done
+  done
+  stats_by_key <"$TMP/gbench" >"$TMP/gbench.stats"
+  # batch=64 is batch_size in bench_alloc.cpp: change both together.
+  printf "%-36s %10s %10s %8s\n" "benchmark" "plain ns" "hooks ns" "ratio"
+  awk '
+    { split($1, k, "@"); med[k[1], k[2]] = $2; if (!(k[1] in seen)) { seen[k[1]] = 1; order[++n] = k[1] } }
+    END {
+      for (i = 1; i <= n; i++) {
+        b = order[i]
+        split(b, part, "/")  # function/size/threads:N
+        per = (part[1] ~ /_batch$/) ? batch : 1  # a batch iteration is `batch` pairs
+        printf "%s\t%s\t%d\t%-36s %10.2f %10.2f %8.3f\n", part[1], part[3], part[2], b,
+               med[b, "plain"] / per, med[b, "hooks"] / per, med[b, "hooks"] / med[b, "plain"]
+      }
+    }' batch=64 "$TMP/gbench.stats" | sort -t"$(printf '\t')" -k1,1 -k2,2 -k3,3n | cut -f4-
+fi
+
+echo
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
