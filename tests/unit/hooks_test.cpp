@@ -57,7 +57,7 @@ namespace memprof = memlimits::memprof;
 constexpr std::size_t huge = std::numeric_limits<std::size_t>::max() / 2;
 constexpr std::size_t page = 4096;
 constexpr std::size_t sampled_alignment = memlimits::tracking::sampled_alignment;
-static_assert(sampled_alignment == page);
+static_assert(page % sampled_alignment == 0);  // page-aligned blocks are candidates too
 
 using memlimits::testing::aligned_to;
 using memlimits::testing::opaque;
@@ -151,7 +151,8 @@ class hooks_fixture : public ::testing::Test {
   }
 
   // Exactly one block was reported since `from`: at `p`, of `size` bytes,
-  // from `origin`, with ceil(size / 8) samples, page-aligned, not yet freed.
+  // from `origin`, with ceil(size / 8) samples, aligned to sampled_alignment,
+  // not yet freed.
   // Returns its entry (nullptr after a failure).
   // `what` and `detail` name the case in failure messages; they are views so
   // that passing them allocates nothing between the allocation and the check.
@@ -169,7 +170,7 @@ class hooks_fixture : public ::testing::Test {
     EXPECT_EQ(e->origin, origin) << what << detail;
     EXPECT_EQ(e->frees.load(), 0) << what << detail << ": reported freed before its free";
     EXPECT_TRUE(aligned_to(p, sampled_alignment))
-        << what << detail << ": sampled block " << p << " not page-aligned";
+        << what << detail << ": sampled block " << p << " not aligned to " << sampled_alignment;
     return e;
   }
 

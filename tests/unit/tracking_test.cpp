@@ -16,9 +16,11 @@ namespace {
 
 using namespace memlimits;
 
-void* fake_address(std::uint64_t page) {
-  // Far above any real mapping of the test, so no live block collides.
-  return reinterpret_cast<void*>((std::uint64_t{0x7e00'0000'0000} + page) << 12 >> 12 << 12);
+// Granule n of a 32 TiB region of the 47-bit user address space where the
+// test has no mapping, so no real sampled block collides (n < 2^37).
+void* fake_address(std::uint64_t n) {
+  return reinterpret_cast<void*>(std::uint64_t{0x4000'0000'0000} +
+                                 ((n << 8) & ((std::uint64_t{1} << 45) - 1)));
 }
 
 tracking::record* make(void* address) {
@@ -29,11 +31,40 @@ tracking::record* make(void* address) {
   return r;
 }
 
-TEST(TrackingAlignment, OnlyPageAlignedPointersMayBeSampled) {
+TEST(TrackingAlignment, OnlyGranuleAlignedPointersMayBeSampled) {
+  static_assert(tracking::sampled_alignment == 128);
   EXPECT_TRUE(tracking::may_be_sampled(reinterpret_cast<void*>(0x10000)));
+  EXPECT_TRUE(tracking::may_be_sampled(reinterpret_cast<void*>(0x10100)));
   EXPECT_TRUE(tracking::may_be_sampled(nullptr));  // free(nullptr) takes the slow path
   EXPECT_FALSE(tracking::may_be_sampled(reinterpret_cast<void*>(0x10010)));
-  EXPECT_FALSE(tracking::may_be_sampled(reinterpret_cast<void*>(0x10ff0)));
+  EXPECT_FALSE(tracking::may_be_sampled(reinterpret_cast<void*>(0x100f0)));
+}
+
+TEST(TrackingBitmap, MarksExactlyTheInsertedGranules) {
+  // Neighbouring granules of one leaf, and granules of two leaves (1 GiB apart).
+  void* a = fake_address(1 << 20);
+  void* neighbour = static_cast<char*>(a) + tracking::sampled_alignment;
+  void* far = static_cast<char*>(a) + (std::size_t{1} << 30);
+  EXPECT_FALSE(tracking::is_marked(a));
+  tracking::record* r = make(a);
+  ASSERT_TRUE(tracking::insert(r));
+  EXPECT_TRUE(tracking::is_marked(a));
+  EXPECT_FALSE(tracking::is_marked(neighbour));
+  EXPECT_FALSE(tracking::is_marked(far));
+  ASSERT_TRUE(tracking::insert(make(far)));
+  EXPECT_TRUE(tracking::is_marked(far));
+  EXPECT_EQ(tracking::remove(a), r);
+  EXPECT_FALSE(tracking::is_marked(a));
+  EXPECT_FALSE(tracking::contains(a));
+  EXPECT_EQ(tracking::remove(a), nullptr);
+  tracking::delete_record(r);
+  tracking::delete_record(tracking::remove(far));
+  EXPECT_FALSE(tracking::is_marked(far));
+  // Above the 47-bit user address space nothing is mapped: such an address
+  // is always a candidate, and the table answers.
+  void* high = reinterpret_cast<void*>(std::uintptr_t{1} << 50);
+  EXPECT_TRUE(tracking::is_marked(high));
+  EXPECT_FALSE(tracking::contains(high));
 }
 
 TEST(TrackingTable, MatchesASetModelUnderRandomOperations) {
@@ -70,12 +101,12 @@ TEST(TrackingTable, MatchesASetModelUnderRandomOperations) {
 
 TEST(TrackingTable, GrowsToManyBlocks) {
   constexpr std::uint64_t n = 300000;
-  for (std::uint64_t i = 0; i < n; ++i) ASSERT_TRUE(tracking::insert(make(fake_address(i << 20))));
-  for (std::uint64_t i = 0; i < n; i += 7) ASSERT_TRUE(tracking::contains(fake_address(i << 20)));
+  for (std::uint64_t i = 0; i < n; ++i) ASSERT_TRUE(tracking::insert(make(fake_address(i << 12))));
+  for (std::uint64_t i = 0; i < n; i += 7) ASSERT_TRUE(tracking::contains(fake_address(i << 12)));
   const auto grown = tracking::stats();
   EXPECT_GE(grown.metadata_bytes, n * sizeof(tracking::record));
   for (std::uint64_t i = 0; i < n; ++i) {
-    tracking::record* r = tracking::remove(fake_address(i << 20));
+    tracking::record* r = tracking::remove(fake_address(i << 12));
     ASSERT_NE(r, nullptr);
     tracking::delete_record(r);
   }
