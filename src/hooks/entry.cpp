@@ -18,8 +18,8 @@ void* allocate_plain(std::size_t bytes, std::size_t alignment, bool zero) noexce
   return zero ? platform::system::calloc(1, bytes) : platform::system::malloc(bytes);
 }
 
-// A block holding `samples` samples: page-aligned, so that its free is
-// recognised, and handed to the subscribers.
+// A block holding `samples` samples: aligned to sampled_alignment, so that
+// its free is recognised, and handed to the subscribers.
 void* allocate_sampled(std::size_t bytes, std::size_t alignment, source origin, bool zero,
                        std::uint64_t samples, void* caller) noexcept {
   const std::size_t aligned_to =

@@ -4,10 +4,11 @@
 //
 // Allocation: the core's fast path (core::consume) decides; almost always
 // the block comes straight from the system allocator. Otherwise the slow
-// path draws the block's samples; a sampled block is allocated page-aligned
-// and handed to the subscribers, and recorded (tracking/) if they want its
-// free. Free: one test of the address's low bits (tracking::may_be_sampled);
-// only page-aligned pointers are looked up.
+// path draws the block's samples; a sampled block is allocated aligned to
+// tracking::sampled_alignment and handed to the subscribers, and recorded
+// (tracking/) if they want its free. Free: one test of the address's low
+// bits (tracking::may_be_sampled); only aligned pointers go further, to the
+// lock-free bitmap and then, if marked, the table.
 // Contract: never throws, never logs, never allocates on its own behalf
 // outside the subscribers' callbacks (which run with sampling off); preserves
 // errno except where glibc itself sets it (ENOMEM on failure).
