@@ -39,6 +39,8 @@
 #include <new>
 #include <string_view>
 
+#include "bench_rng.hpp"
+
 #if defined(MEMLIMITS_BENCH_HOOKS)
 #  include "core/subscribers.hpp"
 #  include "tracking/block_table.hpp"
@@ -46,16 +48,6 @@
 
 namespace {
 
-struct rng {
-  std::uint64_t state;
-  std::uint64_t next() noexcept {  // splitmix64
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  std::uint64_t below(std::uint64_t n) noexcept { return next() % n; }
-};
 
 // Resident bytes of the process, from /proc/self/statm (no allocation).
 std::uint64_t resident_bytes() {

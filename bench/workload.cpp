@@ -58,6 +58,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_rng.hpp"
+
 #if defined(MEMLIMITS_BENCH_HOOKS)
 #  include "core/subscribers.hpp"
 #  include "memlimits/memprof.hpp"
@@ -67,16 +69,6 @@ namespace {
 
 // ---- determinism helpers ----
 
-struct rng {
-  std::uint64_t state;
-  std::uint64_t next() noexcept {  // splitmix64
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  std::uint64_t below(std::uint64_t n) noexcept { return next() % n; }
-};
 
 struct checksum {
   std::uint64_t value = 0xCBF29CE484222325ull;
