@@ -28,6 +28,7 @@
 
 #include "memlimits/allocator.hpp"
 #include "memlimits/memprof.hpp"
+#include "support/recording_fixture.hpp"
 #include "support/recording_tracker.hpp"
 #include "tracking/block_table.hpp"
 
@@ -39,7 +40,6 @@ namespace {
 using memlimits::memprof::source;
 namespace memprof = memlimits::memprof;
 
-constexpr std::size_t sampled_alignment = memlimits::tracking::sampled_alignment;
 
 using memlimits::testing::aligned_to;
 using memlimits::testing::opaque;
@@ -48,49 +48,24 @@ using memlimits::testing::words;
 using entry = memlimits::testing::recorded_block;
 using recorder = memlimits::testing::recording_tracker;
 
-class Adapter : public ::testing::Test {
+// The shared fixture, with the adapters' own expectation: every block
+// reported comes through an adapter (the globals are not replaced here).
+class Adapter : public memlimits::testing::recording_fixture {
  protected:
-  void start(double rate = 1.0) { profile_.emplace(recorder_, rate); }
-  void stop() { profile_.reset(); }
-
   void TearDown() override {
     stop();
-    EXPECT_EQ(recorder_.overflow(), 0u);
-    EXPECT_EQ(recorder_.bad_cookies(), 0u);
     for (std::size_t i = 0; i < recorder_.mark(); ++i) {
       const entry& e = recorder_.at(i);
       EXPECT_EQ(e.origin, source::adapter)
           << "block " << e.address << " of " << e.size << " bytes reported from outside the adapters";
-      EXPECT_LE(e.frees.load(), 1) << "block " << e.address << " reported freed twice";
     }
-    EXPECT_EQ(recorder_.live(), 0) << "reported blocks whose free was not reported";
+    recording_fixture::TearDown();
   }
 
-  // Exactly one block reported since `from`: at p, of `size` bytes, origin
-  // adapter, ceil(size / 8) samples, page-aligned, not yet freed.
   const entry* expect_one_report(std::size_t from, const void* p, std::size_t size,
                                  std::string_view what) {
-    const std::size_t reports = recorder_.mark() - from;
-    EXPECT_EQ(reports, 1u) << what << ": " << reports << " blocks reported";
-    const entry* e = recorder_.find(p, from);
-    EXPECT_NE(e, nullptr) << what << ": block " << p << " not reported";
-    if (e == nullptr) return nullptr;
-    EXPECT_EQ(e->size, size) << what;
-    EXPECT_EQ(e->n_samples, words(size)) << what;
-    EXPECT_EQ(e->origin, source::adapter) << what;
-    EXPECT_EQ(e->frees.load(), 0) << what;
-    EXPECT_TRUE(aligned_to(p, sampled_alignment)) << what << ": " << p;
-    return e;
+    return recording_fixture::expect_one_report(from, p, size, source::adapter, what);
   }
-
-  void expect_freed_once(const entry* e, std::string_view what) {
-    if (e == nullptr) return;
-    EXPECT_EQ(e->frees.load(), 1) << what << ": free of " << e->address << " reported "
-                                  << e->frees.load() << " times";
-  }
-
-  recorder recorder_;
-  std::optional<memprof::profile> profile_;
 };
 
 struct alignas(64) cache_line {

@@ -38,6 +38,7 @@
 
 #include "core/sampler.hpp"
 #include "memlimits/memprof.hpp"
+#include "support/recording_fixture.hpp"
 #include "support/recording_tracker.hpp"
 #include "tracking/block_table.hpp"
 
@@ -105,94 +106,6 @@ bool all_zero(const void* p, std::size_t n) {
   }
   return true;
 }
-
-// A recorder (reserved before any profile starts) and an optional profile
-// feeding it; on tear-down, checks that no free was reported twice or with a
-// foreign cookie and, unless a test opts out, that every reported block was
-// reported freed.
-class hooks_fixture : public ::testing::Test {
- protected:
-  void start(double rate = 1.0) { profile_.emplace(recorder_, rate); }
-  void stop() { profile_.reset(); }
-
-  void TearDown() override {
-    stop();
-    EXPECT_EQ(recorder_.overflow(), 0u) << "recorder too small for this test";
-    EXPECT_EQ(recorder_.bad_cookies(), 0u) << "on_free called with a cookie on_alloc never returned";
-    for (std::size_t i = 0; i < recorder_.mark(); ++i) {
-      const entry& e = recorder_.at(i);
-      EXPECT_LE(e.frees.load(), 1) << "block " << e.address << " of " << e.size
-                                   << " bytes reported freed more than once";
-      // Whatever the rate, a block holds at most one sample per word.
-      EXPECT_GE(e.n_samples, 1u) << "block " << e.address << " of " << e.size << " bytes";
-      EXPECT_LE(e.n_samples, words(e.size)) << "block " << e.address << " of " << e.size
-                                            << " bytes reported with too many samples";
-    }
-    if (expect_all_freed_) {
-      EXPECT_EQ(recorder_.live(), 0) << "reported blocks whose free was not reported:"
-                                     << unfreed();
-    }
-  }
-
-  // The blocks reported and not reported freed, for failure messages.
-  std::string unfreed() const {
-    std::string text;
-    int shown = 0;
-    for (std::size_t i = 0; i < recorder_.mark() && shown < 10; ++i) {
-      const entry& e = recorder_.at(i);
-      if (e.frees.load() != 0) continue;
-      ++shown;
-      text += "\n  #" + std::to_string(i) + ": " + std::to_string(e.size) + " bytes, origin " +
-              std::to_string(static_cast<int>(e.origin)) +
-              (e.allocated_by == std::this_thread::get_id() ? ", this thread"
-                                                            : ", another thread");
-    }
-    return text;
-  }
-
-  // Exactly one block was reported since `from`: at `p`, of `size` bytes,
-  // from `origin`, with ceil(size / 8) samples, aligned to sampled_alignment,
-  // not yet freed.
-  // Returns its entry (nullptr after a failure).
-  // `what` and `detail` name the case in failure messages; they are views so
-  // that passing them allocates nothing between the allocation and the check.
-  const entry* expect_one_report(std::size_t from, const void* p, std::size_t size,
-                                 source origin, std::string_view what,
-                                 std::string_view detail = {}) {
-    const std::size_t reports = recorder_.mark() - from;
-    EXPECT_EQ(reports, 1u) << what << detail << ": " << reports << " blocks reported";
-    const entry* e = recorder_.find(p, from);
-    EXPECT_NE(e, nullptr) << what << detail << ": block " << p << " not reported";
-    if (e == nullptr) return nullptr;
-    EXPECT_EQ(e->address, p) << what << detail;
-    EXPECT_EQ(e->size, size) << what << detail;
-    EXPECT_EQ(e->n_samples, words(size)) << what << detail;
-    EXPECT_EQ(e->origin, origin) << what << detail;
-    EXPECT_EQ(e->frees.load(), 0) << what << detail << ": reported freed before its free";
-    EXPECT_TRUE(aligned_to(p, sampled_alignment))
-        << what << detail << ": sampled block " << p << " not aligned to " << sampled_alignment;
-    return e;
-  }
-
-  void expect_freed_once(const entry* e, std::string_view what, std::string_view detail = {}) {
-    if (e == nullptr) return;
-    EXPECT_EQ(e->frees.load(), 1) << what << detail << ": free of " << e->address
-                                  << " reported " << e->frees.load() << " times";
-  }
-
-  // No block of `size` bytes was reported since `from` (a failed allocation;
-  // other blocks, such as a thrown exception's, may have been).
-  void expect_not_reported(std::size_t from, std::size_t size, std::string_view what) {
-    for (std::size_t i = from; i < recorder_.mark(); ++i) {
-      EXPECT_NE(recorder_.at(i).size, size) << what << ": a failed allocation was reported";
-      EXPECT_NE(recorder_.at(i).address, nullptr) << what;
-    }
-  }
-
-  recorder recorder_;
-  std::optional<memprof::profile> profile_;
-  bool expect_all_freed_ = true;
-};
 
 const std::size_t sizes[] = {1, 7, 8, 9, 24, 100, 4095, 4096, 4097, 70000, std::size_t{1} << 20};
 const std::size_t alignments[] = {8, 16, 64, 4096, 8192, 65536};
@@ -264,7 +177,7 @@ const delete_form delete_forms[] = {
      [](void* p, std::size_t n, std::size_t a) { ::operator delete[](p, n, al(a)); }},
 };
 
-class HooksNew : public hooks_fixture {
+class HooksNew : public memlimits::testing::recording_fixture {
  protected:
   void check_huge_new();
 };
@@ -504,7 +417,7 @@ TEST_F(HooksNew, HandlerIsNotCalledWhenAllocationSucceeds) {
 
 // ---- the malloc family ----
 
-class HooksMalloc : public hooks_fixture {};
+class HooksMalloc : public memlimits::testing::recording_fixture {};
 
 TEST_F(HooksMalloc, MallocIsReportedAndItsFreeOnce) {
   start();
@@ -688,7 +601,7 @@ const std::size_t failing_sizes[] = {
     std::numeric_limits<std::size_t>::max(),
 };
 
-class HooksFailure : public hooks_fixture {};
+class HooksFailure : public memlimits::testing::recording_fixture {};
 
 // At rate 1 every allocation after a failed one is still sampled, with
 // exactly its words.
@@ -737,7 +650,7 @@ TEST_F(HooksFailure, AFailedAllocationDoesNotInflateTheNextSamples) {
 
 // ---- realloc and reallocarray ----
 
-class HooksRealloc : public hooks_fixture {};
+class HooksRealloc : public memlimits::testing::recording_fixture {};
 
 TEST_F(HooksRealloc, OfNullAllocates) {
   start();
@@ -917,7 +830,7 @@ TEST_F(HooksRealloc, ReallocarrayIsReportedAndChecksOverflow) {
 
 // ---- aligned allocation ----
 
-class HooksAligned : public hooks_fixture {};
+class HooksAligned : public memlimits::testing::recording_fixture {};
 
 struct aligned_form {
   const char* name;
@@ -1109,7 +1022,7 @@ TEST_F(HooksAligned, PvallocIsReportedWithItsSizeRoundedUpToAPage) {
 
 // ---- errno ----
 
-class HooksErrno : public hooks_fixture {
+class HooksErrno : public memlimits::testing::recording_fixture {
  protected:
   // Runs each successful allocation and free of the family with errno set to
   // a marker, and checks that it is untouched.
@@ -1190,7 +1103,7 @@ TEST_F(HooksErrno, KeptAtTheDefaultRate) {
 
 // ---- threads ----
 
-class HooksThreads : public hooks_fixture {};
+class HooksThreads : public memlimits::testing::recording_fixture {};
 
 TEST_F(HooksThreads, FreesFromAnotherThreadAreReportedOnThatThread) {
   constexpr int blocks = 400;
@@ -1301,7 +1214,7 @@ TEST_F(HooksThreads, ConcurrentAllocationsAndFreesBalance) {
 
 // ---- unsampled page-aligned blocks ----
 
-class HooksUnsampled : public hooks_fixture {};
+class HooksUnsampled : public memlimits::testing::recording_fixture {};
 
 // Allocated with sampling off: page-aligned but unsampled, so their free and
 // realloc take the table lookup and must find nothing.
