@@ -252,7 +252,14 @@ class json_line {
     return raw(key, std::to_string(value));
   }
   json_line& add(std::string_view key, double value) {
-    return raw(key, std::isfinite(value) ? format_double(value) : "null");
+    if (!std::isfinite(value)) return raw(key, "null");
+    // Whole numbers as integers (200000, not the shortest form 2e+05).
+    if (value == std::floor(value) && std::fabs(value) < 1e15) {
+      char buffer[32];
+      std::snprintf(buffer, sizeof buffer, "%.0f", value);
+      return raw(key, buffer);
+    }
+    return raw(key, format_double(value));
   }
   json_line& add(std::string_view key, std::string_view value) {
     std::string quoted = "\"";
