@@ -396,9 +396,11 @@ int run_global(const arguments& args) {
     table("global limit: P(not interrupted) after a given allocation past the limit")
         .row("rate", six(rate), rate_note(rate))
         .row("words", std::to_string(words))
-        .row("bytes", std::to_string(words * ms::word_bytes), human_bytes(words * 8.0))
+        .row("bytes", std::to_string(words * ms::word_bytes),
+             human_bytes(static_cast<double>(words) * 8))
         .row("probability", six(probability), "(1 - p)^n: not interrupted yet")
-        .row("interrupted", six(-std::expm1(words * std::log1p(-rate))), "1 - (1 - p)^n")
+        .row("interrupted", six(-std::expm1(static_cast<double>(words) * std::log1p(-rate))),
+             "1 - (1 - p)^n")
         .row("bound", six(bound), "e^{-n/S}, memprof-limits' bound")
         .print();
     return 0;
@@ -421,7 +423,7 @@ int run_global(const arguments& args) {
       .row("bytes", std::to_string(r.bytes), human_bytes(static_cast<double>(r.bytes)))
       .row("bound words", std::to_string(r.bound_words), "smallest n with e^{-n/S} < target")
       .row("bound bytes", std::to_string(r.bound_words * ms::word_bytes),
-           human_bytes(r.bound_words * 8.0))
+           human_bytes(static_cast<double>(r.bound_words) * 8))
       .print();
   return 0;
 }
