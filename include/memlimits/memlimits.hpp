@@ -3,4 +3,5 @@
 
 #include "memlimits/allocator.hpp"
 #include "memlimits/config.hpp"
+#include "memlimits/limits.hpp"
 #include "memlimits/memprof.hpp"

@@ -24,7 +24,7 @@ struct slot {
   // Written only while the slot is free, under table_lock; published by the
   // release store of state, read only while in flight.
   subscriber_ops ops{};
-  double rate = 0.0;
+  std::atomic<double> rate{0.0};  // may change while active (set_subscriber_rate)
   std::size_t depth = 0;
 };
 
@@ -50,7 +50,8 @@ void update_rate() noexcept {
   std::size_t depth = 0;
   for (const slot& s : slots) {
     if (s.state.load(std::memory_order_relaxed) != slot_active) continue;
-    if (s.rate > rate) rate = s.rate;
+    const double wanted = s.rate.load(std::memory_order_relaxed);
+    if (wanted > rate) rate = wanted;
     if (s.depth > depth) depth = s.depth;
   }
   capture_depth.store(depth, std::memory_order_relaxed);
@@ -74,7 +75,7 @@ int subscribe(const subscriber_ops& ops, double rate, std::size_t callstack_dept
     slot& s = slots[i];
     if (s.state.load(std::memory_order_relaxed) != slot_free) continue;
     s.ops = ops;
-    s.rate = rate;
+    s.rate.store(rate, std::memory_order_relaxed);
     s.depth = callstack_depth;
     s.generation.store(++generations, std::memory_order_relaxed);
     s.state.store(slot_active, std::memory_order_seq_cst);
@@ -99,6 +100,14 @@ void unsubscribe(int index) noexcept {
   s.state.store(slot_free, std::memory_order_release);
 }
 
+void set_subscriber_rate(int index, double rate) noexcept {
+  MEMLIMITS_CHECK(index >= 0 && index < max_subscribers, "bad subscriber slot");
+  MEMLIMITS_CHECK(rate > 0.0 && rate <= 1.0, "subscriber rate outside (0, 1]");
+  spinlock_guard guard(table_lock);
+  slots[index].rate.store(rate, std::memory_order_relaxed);
+  update_rate();
+}
+
 bool dispatch_alloc(const memprof::allocation& block, void* caller, block_samples& out) noexcept {
   sampling_off off;
   thread_state& thread = this_thread_state();
@@ -120,7 +129,7 @@ bool dispatch_alloc(const memprof::allocation& block, void* caller, block_sample
     if (s.state.load(std::memory_order_relaxed) != slot_active) continue;
     s.in_flight.fetch_add(1, std::memory_order_seq_cst);
     if (s.state.load(std::memory_order_seq_cst) == slot_active) {
-      const std::uint64_t n = thin(thread.rng_, block.n_samples, s.rate, thread_rate);
+      const std::uint64_t n = thin(thread.rng_, block.n_samples, s.rate.load(std::memory_order_relaxed), thread_rate);
       if (n > 0) {
         if (!captured && s.depth > 0) {
           std::size_t depth = capture_depth.load(std::memory_order_relaxed);

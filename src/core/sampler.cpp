@@ -9,6 +9,7 @@
 #include "core/check.hpp"
 #include "core/sampling.hpp"
 #include "core/spinlock.hpp"
+#include "core/task.hpp"
 
 namespace memlimits::core {
 
@@ -64,6 +65,16 @@ void arm(thread_state& s) noexcept {
   s.countdown_ = next;
 }
 
+// Moves the arm point to the current stream position (the bytes consumed
+// since the last arm are accounted for) and arms again.
+void rearm_here(thread_state& s) noexcept {
+  const std::int64_t consumed = s.armed_ - s.countdown_;
+  s.position_at_arm_ += static_cast<std::uint64_t>(consumed);
+  s.to_sample_ -= consumed;
+  if (s.to_deadline_ != INT64_MAX) s.to_deadline_ -= consumed;
+  arm(s);
+}
+
 void deregister_thread(void* arg) {
   auto* s = static_cast<thread_state*>(arg);
   spinlock_guard guard(registry_lock);
@@ -92,14 +103,27 @@ void fork_child() {
                     std::memory_order_relaxed);
   seed_thread(self);
   if (self.status_ != status_new) {
-    const std::int64_t consumed = self.armed_ - self.countdown_;
-    if (self.to_deadline_ != INT64_MAX) self.to_deadline_ -= consumed;
+    rearm_here(self);
     draw_next_sample(self);
     arm(self);
   }
 }
 
 std::atomic<bool> fork_handlers_registered{false};
+
+void initialise_thread(thread_state& s) noexcept;
+
+// A thread's first event (or first deadline): its state is made live and its
+// stream starts at position 0, with nothing consumed.
+void start_thread(thread_state& s) noexcept {
+  initialise_thread(s);
+  load_rate(s);
+  draw_next_sample(s);
+  s.position_at_arm_ = 0;
+  s.armed_ = 0;
+  s.countdown_ = 0;
+  arm(s);
+}
 
 void initialise_thread(thread_state& s) noexcept {
   if (!fork_handlers_registered.exchange(true)) {
@@ -146,9 +170,8 @@ std::uint64_t on_event(std::size_t bytes) noexcept {
   std::int64_t after = before + block;
 
   if (s.status_ == status_new) {
-    initialise_thread(s);
-    s.to_sample_ = INT64_MAX;  // drawn below, from the start of this block
-    s.armed_ = 0;
+    // countdown_ was 0: the stream starts with this block.
+    start_thread(s);
     before = 0;
     after = block;
   }
@@ -172,6 +195,7 @@ std::uint64_t on_event(std::size_t bytes) noexcept {
     s.to_sample_ -= after;
   }
   if (s.to_deadline_ != INT64_MAX) s.to_deadline_ -= after;
+  s.position_at_arm_ += static_cast<std::uint64_t>(after);
   arm(s);
   --s.reentry_;
   errno = saved_errno;
@@ -196,16 +220,37 @@ void reseed(std::uint64_t seed) noexcept {
   thread_state& s = this_thread_state();
   ++s.reentry_;
   if (s.status_ == status_new) {
-    initialise_thread(s);
+    start_thread(s);
   } else {
     seed_thread(s);
   }
-  // Restart the stream here: nothing consumed since the arm point.
+  // The pending gap is redrawn from here; the stream position and the
+  // deadline keep their places.
+  rearm_here(s);
   load_rate(s);
   draw_next_sample(s);
-  s.to_deadline_ = INT64_MAX;
   arm(s);
   --s.reentry_;
+}
+
+void set_deadline(std::uint64_t position) noexcept {
+  thread_state& s = this_thread_state();
+  MEMLIMITS_ASSERT(s.reentry_ == 0, "set_deadline with sampling off");
+  if (s.status_ == status_new) {
+    ++s.reentry_;
+    start_thread(s);
+    --s.reentry_;
+  }
+  rearm_here(s);
+  if (position == no_deadline) {
+    s.to_deadline_ = INT64_MAX;
+  } else {
+    // Offsets from the arm point stay below 2^62 on both sides.
+    const auto offset = static_cast<std::int64_t>(position - s.position_at_arm_);
+    constexpr std::int64_t bound = std::int64_t{1} << 62;
+    s.to_deadline_ = offset > bound ? bound : offset < -bound ? -bound : offset;
+  }
+  arm(s);
 }
 
 void alarm_all_threads() noexcept {
@@ -214,6 +259,19 @@ void alarm_all_threads() noexcept {
   for (thread_state* s = registry_head; s != nullptr; s = s->next_) {
     if (s != self) s->alarm_.store(INT64_MAX, std::memory_order_release);
   }
+}
+
+}  // namespace memlimits::core
+
+// core/task.hpp
+namespace memlimits::core {
+
+const task_ops* installed_task_ops = nullptr;
+
+void install_task_ops(const task_ops& ops) noexcept {
+  static task_ops table;
+  table = ops;
+  installed_task_ops = &table;
 }
 
 }  // namespace memlimits::core

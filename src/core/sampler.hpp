@@ -35,6 +35,7 @@ struct thread_state {
 
   // Slow path, owner only unless stated.
   std::int64_t armed_;       // countdown_ when last armed
+  std::uint64_t position_at_arm_;  // stream_position() at the arm point
   std::int64_t to_sample_;   // bytes from the arm point to the next sampled word
   std::int64_t to_deadline_; // bytes from the arm point to the nearest deadline
   double rate_;              // rate the pending gap was drawn at
@@ -43,6 +44,8 @@ struct thread_state {
   xoshiro256 rng_;
   std::uint32_t reentry_;    // > 0 inside the slow path or a callback: sampling off
   std::uint8_t status_;      // status_new, status_live, status_exited
+  std::uint8_t raise_;       // an interruption the hook must raise (core/task.hpp)
+  void* task_;               // the upper layer's current task while it is guarded
   thread_state* prev_;       // thread registry, under the registry lock
   thread_state* next_;
 };
@@ -95,6 +98,42 @@ MEMLIMITS_ALWAYS_INLINE void refund(std::size_t bytes) noexcept {
   thread_state& s = this_thread_state();
   s.countdown_ = static_cast<std::int64_t>(static_cast<std::uint64_t>(s.countdown_) +
                                            counted_bytes(bytes));
+}
+
+// Bytes the slow path counts a block of `bytes` for: counted_bytes(bytes),
+// capped at max_block_bytes.
+MEMLIMITS_ALWAYS_INLINE std::uint64_t event_bytes(std::size_t bytes) noexcept {
+  return bytes > max_block_bytes ? max_block_bytes : counted_bytes(bytes);
+}
+
+// An allocation that went through on_event() failed or was refused: take it
+// out of the stream. The sample and deadline positions keep their places in
+// the stream of the other allocations.
+MEMLIMITS_ALWAYS_INLINE void refund_event(std::size_t bytes) noexcept {
+  thread_state& s = this_thread_state();
+  s.countdown_ = static_cast<std::int64_t>(static_cast<std::uint64_t>(s.countdown_) +
+                                           event_bytes(bytes));
+}
+
+// The calling thread's allocation stream: the bytes it has allocated so far
+// (each request counted 8 * ceil(bytes / 8); refunded ones not counted;
+// nothing counted while sampling is off). Exact. Not to be called while
+// sampling is off (the countdown is parked then).
+MEMLIMITS_ALWAYS_INLINE std::uint64_t stream_position() noexcept {
+  const thread_state& s = this_thread_state();
+  return s.position_at_arm_ + static_cast<std::uint64_t>(s.armed_ - s.countdown_);
+}
+
+// The deadline of the calling thread's countdown: the slow path runs at the
+// first allocation that takes stream_position() above `position`
+// (no_deadline: none). Owner thread, sampling on. The fast path is unchanged:
+// the countdown is armed at the nearer of the next sample and the deadline.
+inline constexpr std::uint64_t no_deadline = UINT64_MAX;
+void set_deadline(std::uint64_t position) noexcept;
+
+// The calling thread's next allocation takes the slow path, whatever its size.
+inline void force_next_event() noexcept {
+  this_thread_state().alarm_.store(INT64_MAX, std::memory_order_release);
 }
 
 // The slow path, after consume() returned false for a block of `bytes`.

@@ -18,7 +18,8 @@
 
 namespace memlimits::core {
 
-inline constexpr int max_subscribers = 8;
+// Eight profiles (memprof::profile::max_profiles) and the limits engine.
+inline constexpr int max_subscribers = 9;
 
 struct subscriber_ops {
   void* context;
@@ -32,6 +33,8 @@ struct subscriber_ops {
 int subscribe(const subscriber_ops& ops, double rate, std::size_t callstack_depth) noexcept;
 // Must not be called from that subscriber's own callbacks.
 void unsubscribe(int slot) noexcept;
+// Changes an active slot's rate; its blocks keep being reported.
+void set_subscriber_rate(int slot, double rate) noexcept;
 
 // What a tracked block carries so that its free can be reported.
 struct block_samples {

@@ -14,10 +14,14 @@ namespace detail {
 
 void* adapter_allocate(std::size_t bytes, std::size_t alignment) {
   void* caller = __builtin_return_address(0);
+  constexpr auto kind = core::call_kind::throwing;
   void* p = alignment <= alignof(std::max_align_t)
-                ? hooks::allocate(bytes, hooks::source::adapter, caller)
-                : hooks::allocate_aligned(bytes, alignment, hooks::source::adapter, caller);
-  if (MEMLIMITS_UNLIKELY(p == nullptr)) throw std::bad_alloc();
+                ? hooks::allocate(bytes, hooks::source::adapter, kind, caller)
+                : hooks::allocate_aligned(bytes, alignment, hooks::source::adapter, kind, caller);
+  if (MEMLIMITS_UNLIKELY(p == nullptr)) {
+    core::raise_pending();  // an interrupted task: limit_reached
+    throw std::bad_alloc();
+  }
   return p;
 }
 

@@ -52,10 +52,25 @@ void* allocate_sampled(std::size_t bytes, std::size_t alignment, source origin, 
 }  // namespace
 
 void* allocate_slow(std::size_t bytes, std::size_t alignment, source origin, bool zero,
-                    void* caller) noexcept {
+                    call_kind kind, void* caller) noexcept {
   const std::uint64_t samples = core::on_event(bytes);
-  if (samples == 0) return allocate_plain(bytes, alignment, zero);
-  return allocate_sampled(bytes, alignment, origin, zero, samples, caller);
+  if (core::task_refuses(bytes, kind, false)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* p = samples == 0 ? allocate_plain(bytes, alignment, zero)
+                         : allocate_sampled(bytes, alignment, origin, zero, samples, caller);
+  if (MEMLIMITS_UNLIKELY(p == nullptr)) {
+    core::refund_event(bytes);  // errno is ENOMEM, as glibc set it
+    return nullptr;
+  }
+  if (samples != 0 && core::task_refuses(bytes, kind, true)) {
+    // A limit tripped on this block's samples: it is the one interrupted.
+    deallocate_slow(p);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return p;
 }
 
 void deallocate_slow(void* p) noexcept {
@@ -73,6 +88,10 @@ void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* call
   // `accepted`: the fast path counted the block; undo that if it fails.
   const bool accepted = !event_pending && core::consume(bytes);
   const std::uint64_t samples = accepted ? 0 : core::on_event(bytes);
+  if (!accepted && core::task_refuses(bytes, call_kind::c_library, false)) {
+    errno = ENOMEM;  // p is left untouched, as for any failed realloc
+    return nullptr;
+  }
   const bool tracked = tracking::may_be_sampled(p) && tracking::contains(p);
   void* q;
   if (samples == 0 && !tracked) {
@@ -81,13 +100,25 @@ void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* call
     // The old or the new block is sampled: move the contents, as realloc may.
     q = samples == 0 ? platform::system::malloc(bytes)
                      : allocate_sampled(bytes, 0, source::malloc, false, samples, caller);
+    if (q != nullptr && samples != 0 &&
+        core::task_refuses(bytes, call_kind::c_library, true)) {
+      deallocate_slow(q);
+      errno = ENOMEM;
+      return nullptr;
+    }
     if (q != nullptr) {
       const std::size_t old_size = platform::system::usable_size(p);
       std::memcpy(q, p, old_size < bytes ? old_size : bytes);
       deallocate_slow(p);
     }
   }
-  if (q == nullptr && accepted) core::refund(bytes);
+  if (q == nullptr) {
+    if (accepted) {
+      core::refund(bytes);
+    } else {
+      core::refund_event(bytes);
+    }
+  }
   return q;
 }
 

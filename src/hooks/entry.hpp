@@ -19,6 +19,7 @@
 #include <cstddef>
 
 #include "core/sampler.hpp"
+#include "core/task.hpp"
 #include "memlimits/memprof.hpp"
 #include "platform/system_allocator.hpp"
 #include "tracking/block_table.hpp"
@@ -30,6 +31,7 @@
 namespace memlimits::hooks {
 
 using memprof::source;
+using core::call_kind;
 
 #if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
 // Under ASan or TSan, the sanitizer's runtime starts from the executable's
@@ -62,21 +64,24 @@ MEMLIMITS_ALWAYS_INLINE bool sanitizer_ready(const void* caller) noexcept {
 #  define MEMLIMITS_FORWARD_UNTIL_READY(call)
 #endif
 
-// Slow paths (hooks/entry.cpp). `caller` is the hook's return address.
+// Slow paths (hooks/entry.cpp). `caller` is the hook's return address;
+// `kind` says how the entry point reports an interruption (core/task.hpp):
+// a refused allocation returns nullptr with errno ENOMEM.
 // alignment 0: the system allocator's default alignment.
 void* allocate_slow(std::size_t bytes, std::size_t alignment, source origin, bool zero,
-                    void* caller) noexcept;
+                    call_kind kind, void* caller) noexcept;
 void deallocate_slow(void* p) noexcept;
 void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* caller) noexcept;
 
-MEMLIMITS_ALWAYS_INLINE void* allocate(std::size_t bytes, source origin, void* caller) noexcept {
+MEMLIMITS_ALWAYS_INLINE void* allocate(std::size_t bytes, source origin, call_kind kind,
+                                       void* caller) noexcept {
   MEMLIMITS_FORWARD_UNTIL_READY(platform::system::malloc(bytes));
   if (MEMLIMITS_LIKELY(core::consume(bytes))) {
     void* p = platform::system::malloc(bytes);
     if (MEMLIMITS_UNLIKELY(p == nullptr)) core::refund(bytes);
     return p;
   }
-  return allocate_slow(bytes, 0, origin, false, caller);
+  return allocate_slow(bytes, 0, origin, false, kind, caller);
 }
 
 MEMLIMITS_ALWAYS_INLINE void* allocate_zeroed(std::size_t count, std::size_t size,
@@ -92,19 +97,20 @@ MEMLIMITS_ALWAYS_INLINE void* allocate_zeroed(std::size_t count, std::size_t siz
     if (MEMLIMITS_UNLIKELY(p == nullptr)) core::refund(bytes);
     return p;
   }
-  return allocate_slow(bytes, 0, origin, true, caller);
+  return allocate_slow(bytes, 0, origin, true, call_kind::c_library, caller);
 }
 
 // `alignment` as glibc's memalign takes it (rounded up to a power of two).
 MEMLIMITS_ALWAYS_INLINE void* allocate_aligned(std::size_t bytes, std::size_t alignment,
-                                               source origin, void* caller) noexcept {
+                                               source origin, call_kind kind,
+                                               void* caller) noexcept {
   MEMLIMITS_FORWARD_UNTIL_READY(platform::system::memalign(alignment, bytes));
   if (MEMLIMITS_LIKELY(core::consume(bytes))) {
     void* p = platform::system::memalign(alignment, bytes);
     if (MEMLIMITS_UNLIKELY(p == nullptr)) core::refund(bytes);
     return p;
   }
-  return allocate_slow(bytes, alignment, origin, false, caller);
+  return allocate_slow(bytes, alignment, origin, false, kind, caller);
 }
 
 MEMLIMITS_ALWAYS_INLINE void deallocate(void* p, [[maybe_unused]] void* caller) noexcept {
@@ -117,7 +123,7 @@ MEMLIMITS_ALWAYS_INLINE void deallocate(void* p, [[maybe_unused]] void* caller) 
 // returns nullptr, on failure p is left untouched.
 MEMLIMITS_ALWAYS_INLINE void* reallocate(void* p, std::size_t bytes, void* caller) noexcept {
   MEMLIMITS_FORWARD_UNTIL_READY(platform::system::realloc(p, bytes));
-  if (p == nullptr) return allocate(bytes, source::malloc, caller);
+  if (p == nullptr) return allocate(bytes, source::malloc, call_kind::c_library, caller);
   if (MEMLIMITS_UNLIKELY(bytes == 0)) {
     deallocate(p, caller);
     return nullptr;

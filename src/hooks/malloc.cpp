@@ -13,6 +13,7 @@
 namespace {
 
 using memlimits::hooks::source;
+constexpr auto c_library = memlimits::core::call_kind::c_library;
 
 constexpr bool is_power_of_two(std::size_t x) noexcept { return x != 0 && (x & (x - 1)) == 0; }
 
@@ -23,7 +24,7 @@ constexpr bool is_power_of_two(std::size_t x) noexcept { return x != 0 && (x & (
 extern "C" {
 
 MEMLIMITS_HOOK void* malloc(std::size_t n) {
-  return memlimits::hooks::allocate(n, source::malloc, MEMLIMITS_CALLER);
+  return memlimits::hooks::allocate(n, source::malloc, c_library, MEMLIMITS_CALLER);
 }
 
 MEMLIMITS_HOOK void free(void* p) { memlimits::hooks::deallocate(p, MEMLIMITS_CALLER); }
@@ -50,7 +51,7 @@ MEMLIMITS_HOOK int posix_memalign(void** out, std::size_t alignment, std::size_t
   if (alignment % sizeof(void*) != 0 || !is_power_of_two(alignment / sizeof(void*))) {
     return EINVAL;
   }
-  void* p = memlimits::hooks::allocate_aligned(n, alignment, source::malloc, MEMLIMITS_CALLER);
+  void* p = memlimits::hooks::allocate_aligned(n, alignment, source::malloc, c_library, MEMLIMITS_CALLER);
   if (p == nullptr) return ENOMEM;
   *out = p;
   return 0;
@@ -63,16 +64,16 @@ MEMLIMITS_HOOK void* aligned_alloc(std::size_t alignment, std::size_t n) {
     errno = EINVAL;
     return nullptr;
   }
-  return memlimits::hooks::allocate_aligned(n, alignment, source::malloc, MEMLIMITS_CALLER);
+  return memlimits::hooks::allocate_aligned(n, alignment, source::malloc, c_library, MEMLIMITS_CALLER);
 }
 
 MEMLIMITS_HOOK void* memalign(std::size_t alignment, std::size_t n) {
-  return memlimits::hooks::allocate_aligned(n, alignment, source::malloc, MEMLIMITS_CALLER);
+  return memlimits::hooks::allocate_aligned(n, alignment, source::malloc, c_library, MEMLIMITS_CALLER);
 }
 
 MEMLIMITS_HOOK void* valloc(std::size_t n) {
   return memlimits::hooks::allocate_aligned(n, memlimits::platform::page_size(), source::malloc,
-                                            MEMLIMITS_CALLER);
+                                            c_library, MEMLIMITS_CALLER);
 }
 
 MEMLIMITS_HOOK void* pvalloc(std::size_t n) {
@@ -83,7 +84,7 @@ MEMLIMITS_HOOK void* pvalloc(std::size_t n) {
     return nullptr;
   }
   rounded &= ~(page - 1);
-  return memlimits::hooks::allocate_aligned(rounded, page, source::malloc, MEMLIMITS_CALLER);
+  return memlimits::hooks::allocate_aligned(rounded, page, source::malloc, c_library, MEMLIMITS_CALLER);
 }
 
 MEMLIMITS_HOOK std::size_t malloc_usable_size(void* p) {

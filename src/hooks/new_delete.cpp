@@ -8,14 +8,22 @@
 
 namespace {
 
+using memlimits::hooks::call_kind;
 using memlimits::hooks::source;
 
 // The standard's loop: call the new_handler until it succeeds, throws, or
 // there is none. A nothrow form behaves like the throwing one with
 // std::bad_alloc caught.
+// A limit's refusal is not an out-of-memory condition: it raises
+// limit_reached (or returns null, nothrow) without calling the new_handler.
 MEMLIMITS_NOINLINE void* retry_new(std::size_t bytes, std::size_t alignment, bool nothrow,
                                    void* caller) {
+  const auto kind = nothrow ? call_kind::nothrow : call_kind::throwing;
   for (;;) {
+    if (memlimits::core::take_refusal()) {
+      if (nothrow) return nullptr;
+      memlimits::core::raise_interruption();
+    }
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) {
       if (nothrow) return nullptr;
@@ -30,15 +38,16 @@ MEMLIMITS_NOINLINE void* retry_new(std::size_t bytes, std::size_t alignment, boo
     } else {
       handler();
     }
-    void* p = alignment == 0
-                  ? memlimits::hooks::allocate(bytes, source::new_delete, caller)
-                  : memlimits::hooks::allocate_aligned(bytes, alignment, source::new_delete, caller);
+    void* p = alignment == 0 ? memlimits::hooks::allocate(bytes, source::new_delete, kind, caller)
+                             : memlimits::hooks::allocate_aligned(bytes, alignment,
+                                                                  source::new_delete, kind, caller);
     if (p != nullptr) return p;
   }
 }
 
 MEMLIMITS_ALWAYS_INLINE void* new_impl(std::size_t bytes, bool nothrow, void* caller) {
-  void* p = memlimits::hooks::allocate(bytes, source::new_delete, caller);
+  void* p = memlimits::hooks::allocate(
+      bytes, source::new_delete, nothrow ? call_kind::nothrow : call_kind::throwing, caller);
   if (MEMLIMITS_LIKELY(p != nullptr)) return p;
   return retry_new(bytes, 0, nothrow, caller);
 }
@@ -46,7 +55,9 @@ MEMLIMITS_ALWAYS_INLINE void* new_impl(std::size_t bytes, bool nothrow, void* ca
 MEMLIMITS_ALWAYS_INLINE void* new_aligned_impl(std::size_t bytes, std::align_val_t alignment,
                                                bool nothrow, void* caller) {
   const auto align = static_cast<std::size_t>(alignment);
-  void* p = memlimits::hooks::allocate_aligned(bytes, align, source::new_delete, caller);
+  void* p = memlimits::hooks::allocate_aligned(
+      bytes, align, source::new_delete, nothrow ? call_kind::nothrow : call_kind::throwing,
+      caller);
   if (MEMLIMITS_LIKELY(p != nullptr)) return p;
   return retry_new(bytes, align, nothrow, caller);
 }

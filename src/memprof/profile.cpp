@@ -20,8 +20,8 @@ void forward_free(void* context, void* cookie) noexcept {
   static_cast<tracker*>(context)->on_free(cookie);
 }
 
-static_assert(profile::max_profiles <= static_cast<std::size_t>(core::max_subscribers),
-              "every profile needs a subscriber slot of the core");
+static_assert(profile::max_profiles + 1 <= static_cast<std::size_t>(core::max_subscribers),
+              "every profile, and the limits engine, needs a subscriber slot of the core");
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 // of the parts of platform/system_allocator.hpp that are not inline.
 // Layer 1: depends on the C library only.
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -10,8 +11,11 @@
 #include <unwind.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
+#include <string_view>
 
 #include "platform/platform.hpp"
 #include "platform/system_allocator.hpp"
@@ -32,30 +36,44 @@ void* map_pages(std::size_t bytes) noexcept {
 void unmap_pages(void* p, std::size_t bytes) noexcept { ::munmap(p, bytes); }
 
 namespace {
-// pthread keys below PTHREAD_KEY_2NDLEVEL_SIZE live in struct pthread itself,
-// so pthread_setspecific does not allocate for the first key(s) of a process.
-pthread_key_t exit_key;
-std::atomic<int> exit_key_state{0};  // 0 none, 1 creating, 2 ready
-void (*exit_fn)(void*) = nullptr;
+// One pthread key per layer's exit function. Keys below
+// PTHREAD_KEY_2NDLEVEL_SIZE live in struct pthread itself, so
+// pthread_setspecific does not allocate for the first keys of a process.
+constexpr int max_exit_functions = 4;
+struct exit_slot {
+  std::atomic<int> state{0};  // 0 free, 1 creating, 2 ready
+  void (*fn)(void*) = nullptr;
+  pthread_key_t key{};
+};
+exit_slot exit_slots[max_exit_functions];
 
+// pthread calls a key's destructor with the value; the slot gives the function.
+template <int I>
 void run_exit_fn(void* arg) {
-  if (exit_fn != nullptr) exit_fn(arg);
+  exit_slots[I].fn(arg);
+}
+constexpr void (*runners[max_exit_functions])(void*) = {&run_exit_fn<0>, &run_exit_fn<1>,
+                                                          &run_exit_fn<2>, &run_exit_fn<3>};
+
+exit_slot& slot_for(void (*fn)(void*)) noexcept {
+  for (int i = 0; i < max_exit_functions; ++i) {
+    exit_slot& s = exit_slots[i];
+    int expected = 0;
+    if (s.state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+      s.fn = fn;
+      if (::pthread_key_create(&s.key, runners[i]) != 0) ::abort();
+      s.state.store(2, std::memory_order_release);
+      return s;
+    }
+    while (s.state.load(std::memory_order_acquire) == 1) yield();
+    if (s.fn == fn) return s;
+  }
+  ::abort();  // more layers than slots: a build error in disguise
 }
 }  // namespace
 
 void on_thread_exit(void (*fn)(void*), void* arg) noexcept {
-  int state = exit_key_state.load(std::memory_order_acquire);
-  if (state != 2) {
-    int expected = 0;
-    if (exit_key_state.compare_exchange_strong(expected, 1)) {
-      exit_fn = fn;
-      ::pthread_key_create(&exit_key, &run_exit_fn);
-      exit_key_state.store(2, std::memory_order_release);
-    } else {
-      while (exit_key_state.load(std::memory_order_acquire) != 2) yield();
-    }
-  }
-  ::pthread_setspecific(exit_key, arg);
+  ::pthread_setspecific(slot_for(fn).key, arg);
 }
 
 namespace {
@@ -169,6 +187,135 @@ void prepare_unwinder() noexcept {
 }
 
 void yield() noexcept { ::sched_yield(); }
+
+std::uint64_t monotonic_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+namespace {
+// Reads a whole small file into buffer (NUL-terminated); -1 on error.
+ssize_t read_small_file(const char* path, char* buffer, std::size_t capacity) noexcept {
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  std::size_t length = 0;
+  while (length + 1 < capacity) {
+    const ssize_t got = ::read(fd, buffer + length, capacity - 1 - length);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    length += static_cast<std::size_t>(got);
+  }
+  ::close(fd);
+  buffer[length] = '\0';
+  return static_cast<ssize_t>(length);
+}
+
+// Parses a decimal integer at text; advances it. -1 if there is none.
+std::int64_t parse_integer(const char*& text) noexcept {
+  while (*text == ' ') ++text;
+  if (*text < '0' || *text > '9') return -1;
+  std::int64_t value = 0;
+  while (*text >= '0' && *text <= '9') {
+    if (value > (INT64_MAX - 9) / 10) return -1;
+    value = value * 10 + (*text++ - '0');
+  }
+  return value;
+}
+
+bool append(char* out, std::size_t capacity, std::size_t& length, const char* text,
+            std::size_t text_length) noexcept {
+  if (length + text_length + 1 > capacity) return false;
+  std::memcpy(out + length, text, text_length);
+  length += text_length;
+  out[length] = '\0';
+  return true;
+}
+
+// out = prefix + cgroup path + suffix, if that file is readable.
+bool try_cgroup_file(char* out, std::size_t capacity, const char* prefix, const char* path,
+                     std::size_t path_length, const char* suffix) noexcept {
+  std::size_t length = 0;
+  out[0] = '\0';
+  if (!append(out, capacity, length, prefix, std::strlen(prefix)) ||
+      !append(out, capacity, length, path, path_length) ||
+      !append(out, capacity, length, suffix, std::strlen(suffix))) {
+    return false;
+  }
+  return read_integer_file(out) >= 0;
+}
+}  // namespace
+
+std::int64_t read_integer_file(const char* path) noexcept {
+  char buffer[64];
+  if (read_small_file(path, buffer, sizeof buffer) <= 0) return -1;
+  const char* text = buffer;
+  return parse_integer(text);
+}
+
+std::int64_t resident_bytes() noexcept {
+  // statm: size resident shared text lib data dt, in pages.
+  char buffer[128];
+  if (read_small_file("/proc/self/statm", buffer, sizeof buffer) <= 0) return -1;
+  const char* text = buffer;
+  if (parse_integer(text) < 0) return -1;
+  const std::int64_t pages = parse_integer(text);
+  return pages < 0 ? -1 : pages * static_cast<std::int64_t>(page_size());
+}
+
+bool cgroup_memory_file(char* out, std::size_t capacity) noexcept {
+  if (capacity == 0) return false;
+  char cgroups[4096];
+  if (read_small_file("/proc/self/cgroup", cgroups, sizeof cgroups) <= 0) return false;
+  // Lines "id:controllers:path". v2: "0::/path"; v1: "N:...memory...:/path".
+  const char* v2_path = nullptr;
+  std::size_t v2_length = 0;
+  const char* v1_path = nullptr;
+  std::size_t v1_length = 0;
+  for (const char* line = cgroups; *line != '\0';) {
+    const char* end = std::strchr(line, '\n');
+    if (end == nullptr) end = line + std::strlen(line);
+    const char* first = static_cast<const char*>(std::memchr(line, ':', end - line));
+    const char* second =
+        first ? static_cast<const char*>(std::memchr(first + 1, ':', end - first - 1)) : nullptr;
+    if (second != nullptr) {
+      const std::string_view controllers(first + 1, second - first - 1);
+      if (controllers.empty() && std::string_view(line, first - line) == "0") {
+        v2_path = second + 1;
+        v2_length = end - second - 1;
+      }
+      for (std::size_t at = 0; at <= controllers.size();) {
+        std::size_t comma = controllers.find(',', at);
+        if (comma == std::string_view::npos) comma = controllers.size();
+        if (controllers.substr(at, comma - at) == "memory") {
+          v1_path = second + 1;
+          v1_length = end - second - 1;
+        }
+        at = comma + 1;
+      }
+    }
+    line = *end == '\n' ? end + 1 : end;
+  }
+  // Inside a cgroup namespace the path may be "/" while the files are at the
+  // mount's root; try the path, then the root.
+  if (v2_path != nullptr) {
+    if (try_cgroup_file(out, capacity, "/sys/fs/cgroup", v2_path, v2_length, "/memory.current") ||
+        try_cgroup_file(out, capacity, "/sys/fs/cgroup/unified", v2_path, v2_length,
+                        "/memory.current")) {
+      return true;
+    }
+  }
+  if (v1_path != nullptr) {
+    if (try_cgroup_file(out, capacity, "/sys/fs/cgroup/memory", v1_path, v1_length,
+                        "/memory.usage_in_bytes") ||
+        try_cgroup_file(out, capacity, "/sys/fs/cgroup/memory", "", 0, "/memory.usage_in_bytes")) {
+      return true;
+    }
+  }
+  out[0] = '\0';
+  return false;
+}
 
 void write_stderr(const char* text, std::size_t length) noexcept {
   while (length > 0) {

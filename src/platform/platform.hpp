@@ -29,8 +29,8 @@ void* map_pages(std::size_t bytes) noexcept;
 void unmap_pages(void* p, std::size_t bytes) noexcept;
 
 // Calls fn(arg) once when the calling thread exits (after its C++
-// thread_local destructors). One registration per thread; registering again
-// replaces the argument.
+// thread_local destructors). Up to 4 distinct functions (one per layer);
+// registering the same function again on a thread replaces the argument.
 void on_thread_exit(void (*fn)(void*), void* arg) noexcept;
 
 // fork() handlers of memlimits' layers, all run from one pthread_atfork
@@ -63,6 +63,21 @@ std::size_t capture_callstack(void** frames, std::size_t max,
 void prepare_unwinder() noexcept;
 
 void yield() noexcept;
+
+// A monotonic clock, in nanoseconds; cheap (vDSO, coarse resolution is fine).
+std::uint64_t monotonic_ns() noexcept;
+
+// The process's resident set (/proc/self/statm), in bytes; -1 on error.
+std::int64_t resident_bytes() noexcept;
+
+// The file that holds the memory charged to the process's own cgroup: v2's
+// memory.current, or v1's memory.usage_in_bytes where v2 has no memory
+// controller. Writes its path to path[0..capacity) and returns true, or
+// returns false when there is none (no cgroup file system, or not readable).
+bool cgroup_memory_file(char* path, std::size_t capacity) noexcept;
+
+// The non-negative decimal integer at the start of a file; -1 on error.
+std::int64_t read_integer_file(const char* path) noexcept;
 
 // Writes to standard error without allocating.
 void write_stderr(const char* text, std::size_t length) noexcept;

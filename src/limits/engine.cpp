@@ -1,0 +1,184 @@
+// limits/engine.cpp — the decisions of the limits engine on the allocation
+// path (core/task.hpp's protocol) and the charging of samples:
+//  * admit(): exact allocation limits (the countdown's deadline brought us
+//    here), tokens, and whether an interrupted task's allocation is raised
+//    now (eligible) or deferred;
+//  * on_alloc(): each sample of a task is charged to every context of the
+//    task, all or nothing; memory, sampled-allocation and global limits are
+//    checked there;
+//  * on_free(): the block's charge is credited back to those contexts, by
+//    whichever thread frees it, whenever.
+// Nothing here allocates through the hooks, logs, or takes a lock a hook
+// could re-enter. Layer 5.
+#include "limits/engine.hpp"
+
+#include <cmath>
+#include <exception>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+
+#include "core/sampler.hpp"
+#include "core/subscribers.hpp"
+#include "core/task.hpp"
+#include "limits/global_memory.hpp"
+#include "limits/task.hpp"
+#include "limits/token_state.hpp"
+#include "platform/system_allocator.hpp"
+
+namespace memlimits::detail {
+
+constinit engine_settings engine;
+
+namespace {
+
+std::atomic<int> engine_slot{-1};
+
+// What a sampled block of a task carries until its free.
+struct charge {
+  context* innermost;   // holds a reference
+  std::int64_t weight;  // bytes credited back to innermost and its ancestors
+};
+
+bool eligible(const task& t, core::call_kind kind) noexcept {
+  if (t.masks > 0 || std::uncaught_exceptions() > 0) return false;
+  return kind != core::call_kind::c_library ||
+         engine.on_malloc.load(std::memory_order_relaxed) == malloc_policy::fail;
+}
+
+bool admit(void* opaque, std::size_t bytes, core::call_kind kind, bool after_dispatch) noexcept {
+  task& t = *static_cast<task*>(opaque);
+  if (!after_dispatch) {
+    const std::uint64_t position = task_position(t);  // includes this block
+    for (context* c = t.innermost; c != nullptr; c = c->parent) {
+      if (c->tripped.load(std::memory_order_relaxed)) continue;
+      switch (c->kind) {
+        case limit_kind::allocations:
+          if (!c->sampled && position - c->start_position > static_cast<std::uint64_t>(c->limit)) {
+            trip(t, *c);  // this block is the one that would exceed the limit
+          }
+          break;
+        case limit_kind::token:
+          if (c->token->flag.load(std::memory_order_acquire)) trip(t, *c);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+  bool refuse = false;
+  if (t.tripped > 0 && eligible(t, kind)) {
+    refuse = true;
+    core::refund_event(bytes);
+    if (kind != core::call_kind::c_library) core::this_thread_state().raise_ = 1;
+  }
+  // Monitoring sees the allocated bytes as of this event.
+  const std::uint64_t position = task_position(t);
+  for (context* c = t.innermost; c != nullptr; c = c->parent) {
+    c->allocated.store(position - c->start_position, std::memory_order_relaxed);
+  }
+  update_deadline(t);
+  return refuse;
+}
+
+void raise() {
+  const limit_kind kind = current_task().raise_kind;
+  // The exception object is allocated with sampling off, so that building
+  // it never re-enters the limit check; `off` ends during the unwinding.
+  core::sampling_off off;
+  throw limit_reached(kind);
+}
+
+void* on_alloc(void*, const memprof::allocation& block) {
+  void* opaque = core::this_thread_state().task_;
+  if (opaque == nullptr) return nullptr;  // not a guarded task
+  task& t = *static_cast<task*>(opaque);
+  context* innermost = t.innermost;
+  if (innermost == nullptr) return nullptr;
+
+  const double rate = engine.rate.load(std::memory_order_relaxed);
+  const auto weight = static_cast<std::int64_t>(
+      std::llround(static_cast<double>(block.n_samples) * 8.0 / rate));
+  void* memory = platform::system::malloc(sizeof(charge));
+  bool global_checked = false;
+  for (context* c = innermost; c != nullptr; c = c->parent) {
+    const std::uint64_t samples =
+        c->samples.fetch_add(block.n_samples, std::memory_order_relaxed) + block.n_samples;
+    std::int64_t live = c->live_bytes.load(std::memory_order_relaxed);
+    if (memory != nullptr) {
+      live = c->live_bytes.fetch_add(weight, std::memory_order_relaxed) + weight;
+    }
+    if (c->tripped.load(std::memory_order_relaxed)) continue;
+    switch (c->kind) {
+      case limit_kind::memory:
+        if (live > c->limit) trip(t, *c);
+        break;
+      case limit_kind::allocations:
+        if (c->sampled && samples >= c->sample_threshold) trip(t, *c);
+        break;
+      case limit_kind::global_memory:
+        if (!global_checked) {
+          global_checked = true;
+          if (!global_limit_exceeded()) break;
+        }
+        trip(t, *c);
+        break;
+      case limit_kind::token:
+        break;
+    }
+  }
+  // Without memory for the charge, the block is counted as a sample but not
+  // as live memory (the free could not be credited).
+  if (memory == nullptr) return nullptr;
+  retain(innermost);
+  return new (memory) charge{innermost, weight};
+}
+
+void on_free(void*, void* cookie) noexcept {
+  auto* c = static_cast<charge*>(cookie);
+  for (context* x = c->innermost; x != nullptr; x = x->parent) {
+    x->live_bytes.fetch_sub(c->weight, std::memory_order_relaxed);
+  }
+  release(c->innermost);
+  platform::system::free(c);
+}
+
+}  // namespace
+
+void start_engine() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    core::install_task_ops({&admit, &raise});
+    const double rate = engine.rate.load(std::memory_order_relaxed);
+    const int slot = core::subscribe({nullptr, &on_alloc, &on_free}, rate, 0);
+    if (slot < 0) {
+      throw std::runtime_error("memlimits: no free subscriber slot in the sampling core");
+    }
+    engine_slot.store(slot, std::memory_order_release);
+  });
+}
+
+void set_engine_rate(double rate) noexcept {
+  engine.rate.store(rate, std::memory_order_relaxed);
+  core::set_base_rate(rate);
+  const int slot = engine_slot.load(std::memory_order_acquire);
+  if (slot >= 0) core::set_subscriber_rate(slot, rate);
+}
+
+std::uint64_t sampled_threshold(std::uint64_t limit, double rate) noexcept {
+  // memprof-limits: a limit of l words at rate p trips at the k-th sample,
+  // k = l * p (stats/README.md), here rounded up to a whole sample, and at
+  // least 1. The product is rounded to the nearest integer first when it is
+  // within a relative 1e-12 of one, so that limits given as k / p words
+  // trip at exactly k samples despite rounding in the division.
+  const long double exact = static_cast<long double>(limit) / 8.0L * rate;
+  const long double nearest = std::round(exact);
+  long double k = std::fabs(exact - nearest) <= 1e-12L * (nearest > 1 ? nearest : 1)
+                      ? nearest
+                      : std::ceil(exact);
+  if (k < 1) k = 1;
+  if (k > 1e18L) k = 1e18L;
+  return static_cast<std::uint64_t>(k);
+}
+
+}  // namespace memlimits::detail

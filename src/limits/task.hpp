@@ -1,0 +1,105 @@
+// limits/task.hpp — tasks and their contexts, the data of the limits engine.
+//
+// A task is what a limit applies to: each thread has one (in TLS), and a
+// memlimits::fiber is one of its own (issue "fibers"). A task owns a chain of
+// contexts, one per active guard, innermost first through `parent`.
+//
+// Threads and lifetimes:
+//  * The chain is written only by the task's owner (the thread running it),
+//    at guard entry and exit, under the task's lock; the owner reads it
+//    without the lock (it is the only writer), monitors (tasks()) under it.
+//  * A context is reference-counted: the task holds one reference while the
+//    guard is active, each child context holds one on its parent, and each
+//    sampled block charged to the task holds one on the innermost context it
+//    was charged to. Frees, on any thread and at any later time, credit the
+//    block's charge to that context and its ancestors (all-or-nothing), then
+//    drop the reference: a context outlives its guard while blocks charged
+//    to it are live.
+//  * Counters that other threads read or write are atomics.
+// Layer 5.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+
+#include "core/spinlock.hpp"
+#include "memlimits/limits.hpp"
+
+namespace memlimits::detail {
+
+struct token_state;
+struct token_watch;
+
+struct context {
+  // Set at entry, then read-only.
+  limit_kind kind;
+  std::int64_t limit;              // bytes (allocations, memory); -1 otherwise
+  bool sampled;                    // allocations: memprof-limits' statistical mode
+  std::uint64_t sample_threshold;  // sampled mode: trips at this many samples
+  std::uint64_t start_position;    // the task's stream position at entry
+  context* parent;                 // enclosing context of the same task (a reference)
+  token_state* token;              // limit_with_token (a reference)
+  token_watch* watch;              // this context's registration with the token
+
+  std::atomic<std::uint64_t> allocated{0};  // as of the owner's last slow path; exact at exit
+  std::atomic<std::uint64_t> samples{0};
+  std::atomic<std::int64_t> live_bytes{0};  // charged samples minus credited frees
+  std::atomic<bool> tripped{false};
+  std::atomic<std::uint32_t> references{1};
+};
+
+struct task {
+  context* innermost = nullptr;  // owner writes under lock_
+  std::uint32_t depth = 0;       // active contexts
+  std::uint32_t masks = 0;       // live memlimits::mask objects
+  std::uint32_t tripped = 0;     // tripped active contexts: "interrupted" iff > 0
+  limit_kind raise_kind = limit_kind::allocations;  // the innermost tripped context's
+  // The task's stream position is core::stream_position() - position_base
+  // (0 for a thread's own task; fibers move it at each switch).
+  std::uint64_t position_base = 0;
+  bool fiber = false;
+
+  // Registry of tasks that have entered a guard (tasks(), thread exit).
+  core::spinlock lock_;
+  // std::this_thread::get_id() at registration, as bytes: std::thread::id
+  // has no constexpr constructor, and a thread's task is constinit.
+  alignas(std::thread::id) unsigned char thread_id[sizeof(std::thread::id)] = {};
+  bool registered = false;
+  task* prev = nullptr;
+  task* next = nullptr;
+};
+
+// The task that runs on the calling thread now.
+task& current_task() noexcept;
+
+// The task's allocation stream position (exact).
+std::uint64_t task_position(const task& t) noexcept;
+
+// Takes and drops a reference to a context (drop: frees it, and drops its
+// parent's, at zero). Any thread.
+void retain(context* c) noexcept;
+void release(context* c) noexcept;
+
+// Entry and exit of the calling task's innermost context (limits/task.cpp).
+context* push_context(task& t, context* c) noexcept;
+void pop_context(task& t, context* c) noexcept;
+
+// Marks a context of the calling task as tripped (owner thread).
+void trip(task& t, context& c) noexcept;
+
+// Recomputes the countdown deadline of the calling thread for its task: the
+// nearest exact allocation limit, or "every allocation" while interrupted.
+void update_deadline(task& t) noexcept;
+
+// Registers a thread's task with the registry (once), so that thread exit
+// cleans it up and tasks() sees it.
+void register_task(task& t) noexcept;
+
+// Makes `t` the task running on the calling thread (nullptr: the thread's
+// own); for fibers.
+void set_running_task(task* t) noexcept;
+
+std::thread::id task_thread(const task& t) noexcept;
+
+}  // namespace memlimits::detail

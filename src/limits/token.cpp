@@ -1,0 +1,108 @@
+// limits/token.cpp — memlimits::token and the watches of limits/token_state.hpp.
+// Layer 5.
+#include <new>
+
+#include "core/sampler.hpp"
+#include "limits/token_state.hpp"
+#include "memlimits/limits.hpp"
+#include "platform/platform.hpp"
+#include "platform/system_allocator.hpp"
+
+namespace memlimits::detail {
+namespace {
+
+// set() calls in progress, process-wide (see token_state.hpp).
+constinit std::atomic<std::uint32_t> setters{0};
+
+}  // namespace
+
+token_state* retain_token_state(token_state* s) noexcept {
+  s->references.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
+
+void release_token_state(token_state* s) noexcept {
+  if (s->references.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  for (token_watch* w = s->watches.load(std::memory_order_acquire); w != nullptr;) {
+    token_watch* next = w->next;
+    w->~token_watch();
+    platform::system::free(w);
+    w = next;
+  }
+  s->~token_state();
+  platform::system::free(s);
+}
+
+token_watch* watch_token(token_state& s) noexcept {
+  std::atomic<std::int64_t>* alarm = &core::this_thread_state().alarm_;
+  token_watch* w = s.watches.load(std::memory_order_acquire);
+  for (; w != nullptr; w = w->next) {
+    bool expected = false;
+    if (!w->claimed.load(std::memory_order_relaxed) &&
+        w->claimed.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
+      break;
+    }
+  }
+  if (w == nullptr) {
+    void* memory = platform::system::malloc(sizeof(token_watch));
+    if (memory == nullptr) return nullptr;
+    w = new (memory) token_watch;
+    w->claimed.store(true, std::memory_order_relaxed);
+    token_watch* head = s.watches.load(std::memory_order_relaxed);
+    do {
+      w->next = head;
+    } while (!s.watches.compare_exchange_weak(head, w, std::memory_order_release,
+                                              std::memory_order_relaxed));
+  }
+  // seq_cst, as set()'s flag store and its reads of the watches: either
+  // set() sees this alarm, or the caller's next read of the flag sees it set.
+  w->alarm.store(alarm, std::memory_order_seq_cst);
+  return w;
+}
+
+void unwatch_token(token_watch* w) noexcept {
+  w->alarm.store(nullptr, std::memory_order_seq_cst);
+  w->claimed.store(false, std::memory_order_release);
+}
+
+void wait_for_token_setters() noexcept {
+  while (setters.load(std::memory_order_seq_cst) != 0) platform::yield();
+}
+
+}  // namespace memlimits::detail
+
+namespace memlimits {
+
+token::token() {
+  void* memory = platform::system::malloc(sizeof(detail::token_state));
+  if (memory == nullptr) throw std::bad_alloc();
+  state_ = new (memory) detail::token_state;
+}
+
+token::token(const token& other) noexcept : state_(detail::retain_token_state(other.state_)) {}
+
+token& token::operator=(const token& other) noexcept {
+  detail::token_state* old = state_;
+  state_ = detail::retain_token_state(other.state_);
+  detail::release_token_state(old);
+  return *this;
+}
+
+token::~token() { detail::release_token_state(state_); }
+
+void token::set() const noexcept {
+  detail::token_state& s = *state_;
+  if (s.flag.exchange(true, std::memory_order_seq_cst)) return;  // set once
+  detail::setters.fetch_add(1, std::memory_order_seq_cst);
+  for (detail::token_watch* w = s.watches.load(std::memory_order_seq_cst); w != nullptr;
+       w = w->next) {
+    if (auto* alarm = w->alarm.load(std::memory_order_seq_cst); alarm != nullptr) {
+      alarm->store(INT64_MAX, std::memory_order_release);
+    }
+  }
+  detail::setters.fetch_sub(1, std::memory_order_release);
+}
+
+bool token::is_set() const noexcept { return state_->flag.load(std::memory_order_acquire); }
+
+}  // namespace memlimits
