@@ -233,6 +233,17 @@ void reseed(std::uint64_t seed) noexcept {
   --s.reentry_;
 }
 
+void refund_event(std::size_t bytes) noexcept {
+  thread_state& s = this_thread_state();
+  const auto block = static_cast<std::int64_t>(event_bytes(bytes));
+  // The arm point (the end of the block) moves back to the block's start.
+  const std::int64_t consumed = s.armed_ - s.countdown_;
+  s.position_at_arm_ -= static_cast<std::uint64_t>(block);
+  if (s.to_deadline_ != INT64_MAX) s.to_deadline_ += block;
+  arm(s);
+  s.countdown_ -= consumed;
+}
+
 void set_deadline(std::uint64_t position) noexcept {
   thread_state& s = this_thread_state();
   MEMLIMITS_ASSERT(s.reentry_ == 0, "set_deadline with sampling off");

@@ -107,13 +107,11 @@ MEMLIMITS_ALWAYS_INLINE std::uint64_t event_bytes(std::size_t bytes) noexcept {
 }
 
 // An allocation that went through on_event() failed or was refused: take it
-// out of the stream. The sample and deadline positions keep their places in
-// the stream of the other allocations.
-MEMLIMITS_ALWAYS_INLINE void refund_event(std::size_t bytes) noexcept {
-  thread_state& s = this_thread_state();
-  s.countdown_ = static_cast<std::int64_t>(static_cast<std::uint64_t>(s.countdown_) +
-                                           event_bytes(bytes));
-}
+// out of the stream, as if it had never been made. The pending gap to the
+// next sample then counts from where the block started (the gap is
+// memoryless, so its law is unchanged), and a deadline keeps its stream
+// position. Owner thread, sampling on.
+void refund_event(std::size_t bytes) noexcept;
 
 // The calling thread's allocation stream: the bytes it has allocated so far
 // (each request counted 8 * ceil(bytes / 8); refunded ones not counted;

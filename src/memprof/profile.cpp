@@ -1,6 +1,7 @@
 // memprof/profile.cpp — memprof::profile: a tracker plugged into a subscriber
 // slot of the sampling core, at its own rate and callstack depth.
 // Layer 6 (uses core/ and platform/).
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -23,6 +24,9 @@ void forward_free(void* context, void* cookie) noexcept {
 static_assert(profile::max_profiles + 1 <= static_cast<std::size_t>(core::max_subscribers),
               "every profile, and the limits engine, needs a subscriber slot of the core");
 
+// Profiles running now: at most max_profiles, whatever else subscribes.
+std::atomic<std::size_t> running{0};
+
 }  // namespace
 
 profile::profile(tracker& t, double sampling_rate, std::size_t callstack_size)
@@ -37,8 +41,16 @@ profile::profile(tracker& t, double sampling_rate, std::size_t callstack_size)
                                 std::to_string(callstack_size));
   }
   if (callstack_size > 0) platform::prepare_unwinder();
+  std::size_t now = running.load(std::memory_order_relaxed);
+  do {
+    if (now >= max_profiles) {
+      throw std::length_error("memlimits::memprof::profile: " + std::to_string(max_profiles) +
+                              " profiles are already running");
+    }
+  } while (!running.compare_exchange_weak(now, now + 1, std::memory_order_relaxed));
   slot_ = core::subscribe({&t, &forward_alloc, &forward_free}, sampling_rate, callstack_size);
   if (slot_ < 0) {
+    running.fetch_sub(1, std::memory_order_relaxed);
     throw std::length_error("memlimits::memprof::profile: " + std::to_string(max_profiles) +
                             " profiles are already running");
   }
@@ -50,6 +62,7 @@ void profile::stop() noexcept {
   if (slot_ < 0) return;
   core::unsubscribe(slot_);
   slot_ = -1;
+  running.fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace memlimits::memprof
