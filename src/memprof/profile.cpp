@@ -25,7 +25,7 @@ static_assert(profile::max_profiles + 1 <= static_cast<std::size_t>(core::max_su
               "every profile, and the limits engine, needs a subscriber slot of the core");
 
 // Profiles running now: at most max_profiles, whatever else subscribes.
-std::atomic<std::size_t> running{0};
+std::atomic<std::size_t> running_profiles{0};
 
 }  // namespace
 
@@ -41,16 +41,16 @@ profile::profile(tracker& t, double sampling_rate, std::size_t callstack_size)
                                 std::to_string(callstack_size));
   }
   if (callstack_size > 0) platform::prepare_unwinder();
-  std::size_t now = running.load(std::memory_order_relaxed);
+  std::size_t now = running_profiles.load(std::memory_order_relaxed);
   do {
     if (now >= max_profiles) {
       throw std::length_error("memlimits::memprof::profile: " + std::to_string(max_profiles) +
                               " profiles are already running");
     }
-  } while (!running.compare_exchange_weak(now, now + 1, std::memory_order_relaxed));
+  } while (!running_profiles.compare_exchange_weak(now, now + 1, std::memory_order_relaxed));
   slot_ = core::subscribe({&t, &forward_alloc, &forward_free}, sampling_rate, callstack_size);
   if (slot_ < 0) {
-    running.fetch_sub(1, std::memory_order_relaxed);
+    running_profiles.fetch_sub(1, std::memory_order_relaxed);
     throw std::length_error("memlimits::memprof::profile: " + std::to_string(max_profiles) +
                             " profiles are already running");
   }
@@ -62,7 +62,7 @@ void profile::stop() noexcept {
   if (slot_ < 0) return;
   core::unsubscribe(slot_);
   slot_ = -1;
-  running.fetch_sub(1, std::memory_order_relaxed);
+  running_profiles.fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace memlimits::memprof
