@@ -9,15 +9,22 @@
 #   cmake --build build-bench -j2 --target memlimits_bench
 #
 # Environment (defaults in brackets):
-#   SECTIONS         which parts to run ["workload memory gbench"]
+#   SECTIONS         which parts to run ["workload memory gbench"]; also "guards"
 #   PAIRS            paired runs of the workload and of the memory test [11]
 #   WORKLOAD_ARGS    extra arguments of both workload binaries [""]
 #   PROFILE_DEPTH    callstack size of the profiled workload configuration [16]
-#   CONFIGS          workload configurations run against plain ["hooks profile"]:
+#   CONFIGS          workload configurations run against BASELINE ["hooks profile"]:
+#                      plain    workload_plain (no memlimits)
 #                      hooks    workload_hooks (default rate, no profile)
 #                      profile  workload_hooks --profile-depth $PROFILE_DEPTH
 #                      fastpath workload_hooks --base-rate 1e-12 (a diagnostic:
 #                               no block is ever sampled, fast paths only)
+#                      guard-K  workload_hooks --guard K, K one of allocations
+#                               memory global token all (every round inside
+#                               guards that never trip)
+#   BASELINE         the configuration the others are compared with [plain];
+#                    BASELINE=hooks CONFIGS="guard-allocations ..." measures
+#                    what the guards add to the hooks
 #   LIVE_MIB         live heap of memory_overhead, MiB [1024]
 #   MEMORY_ARGS      extra arguments of both memory_overhead binaries [""]
 #   GBENCH_ROUNDS    alternating rounds of the two Google Benchmark binaries [3]
@@ -49,6 +56,7 @@ PAIRS=${PAIRS:-11}
 WORKLOAD_ARGS=${WORKLOAD_ARGS:-}
 PROFILE_DEPTH=${PROFILE_DEPTH:-16}
 CONFIGS=${CONFIGS:-"hooks profile"}
+BASELINE=${BASELINE:-plain}
 LIVE_MIB=${LIVE_MIB:-1024}
 MEMORY_ARGS=${MEMORY_ARGS:-}
 GBENCH_ROUNDS=${GBENCH_ROUNDS:-3}
@@ -63,7 +71,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
 for binary in workload_plain workload_hooks memory_overhead_plain memory_overhead_hooks \
-              bench_alloc_plain bench_alloc_hooks; do
+              bench_alloc_plain bench_alloc_hooks bench_guards; do
   if [[ ! -x $BIN/$binary ]]; then
     echo "run_paired.sh: $BIN/$binary not built (cmake --build $BUILD_DIR --target memlimits_bench)" >&2
     exit 1
@@ -113,11 +121,11 @@ echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 # ---------------------------------------------------------------------------
 if [[ " $SECTIONS " == *" workload "* ]]; then
   echo
-  echo "== workload: $PAIRS rounds of (plain $CONFIGS), order reversed every other round;" \
+  echo "== workload: $PAIRS rounds of ($BASELINE $CONFIGS), order reversed every other round;" \
        "profile = --profile-depth $PROFILE_DEPTH =="
   : >"$TMP/workload"
   checksum=""
-  forward="plain $CONFIGS"
+  forward="$BASELINE $CONFIGS"
   backward=$(tr ' ' '\n' <<<"$forward" | tac | tr '\n' ' ')
   discarded=0
   attempts=0
@@ -133,6 +141,7 @@ if [[ " $SECTIONS " == *" workload "* ]]; then
         hooks) line=$("$BIN/workload_hooks" $WORKLOAD_ARGS) ;;
         profile) line=$("$BIN/workload_hooks" $WORKLOAD_ARGS --profile-depth "$PROFILE_DEPTH") ;;
         fastpath) line=$("$BIN/workload_hooks" $WORKLOAD_ARGS --base-rate 1e-12) ;;
+        guard-*) line=$("$BIN/workload_hooks" $WORKLOAD_ARGS --guard "${config#guard-}") ;;
         *) echo "unknown configuration $config" >&2; exit 2 ;;
       esac
       after=$(busy_ticks)
@@ -161,14 +170,14 @@ if [[ " $SECTIONS " == *" workload "* ]]; then
       fi
       echo "  (round $i kept although disturbed: $((4 * PAIRS)) rounds attempted)"
     fi
-    for config in plain $CONFIGS; do
+    for config in $BASELINE $CONFIGS; do
       echo "wall_ms:$config ${wall[$config]}" >>"$TMP/workload"
       echo "cpu_ms:$config ${cpu[$config]}" >>"$TMP/workload"
     done
     for config in $CONFIGS; do
-      awk -v a="${wall[$config]}" -v b="${wall[plain]}" -v c="$config" \
+      awk -v a="${wall[$config]}" -v b="${wall[$BASELINE]}" -v c="$config" \
         'BEGIN { printf "wall_ratio:%s %.6f\n", c, a / b }' >>"$TMP/workload"
-      awk -v a="${cpu[$config]}" -v b="${cpu[plain]}" -v c="$config" \
+      awk -v a="${cpu[$config]}" -v b="${cpu[$BASELINE]}" -v c="$config" \
         'BEGIN { printf "cpu_ratio:%s %.6f\n", c, a / b }' >>"$TMP/workload"
     done
     unset wall cpu
@@ -194,8 +203,8 @@ if [[ " $SECTIONS " == *" workload "* ]]; then
     { v[++n] = $2 }
     END { if (n) out() }'
   # A sign test: in how many rounds the configuration was the slower one.
-  awk '$1 ~ /_ratio:/ { n[$1]++; if ($2 > 1) slower[$1]++ }
-       END { for (k in n) printf "slower than plain %-18s in %d of %d rounds\n", k, slower[k], n[k] }' \
+  awk -v base="$BASELINE" '$1 ~ /_ratio:/ { n[$1]++; if ($2 > 1) slower[$1]++ }
+       END { for (k in n) printf "slower than %s %-18s in %d of %d rounds\n", base, k, slower[k], n[k] }' \
     "$TMP/workload" | sort
 fi
 
@@ -282,6 +291,21 @@ if [[ " $SECTIONS " == *" gbench "* ]]; then
                med[b, "plain"] / per, med[b, "hooks"] / per, med[b, "hooks"] / med[b, "plain"]
       }
     }' batch=64 "$TMP/gbench.stats" | sort -t"$(printf '\t')" -k1,1 -k2,2 -k3,3n | cut -f4-
+fi
+
+# ---------------------------------------------------------------------------
+# Entering and leaving each guard (bench_guards; memlimits only, so no pair:
+# "Direct" is the same empty task called without a guard).
+if [[ " $SECTIONS " == *" guards "* ]]; then
+  echo
+  echo "== bench_guards: median of $GBENCH_REPS repetitions =="
+  wait_quiet
+  "$BIN/bench_guards" --benchmark_repetitions="$GBENCH_REPS" \
+      --benchmark_min_time="$GBENCH_MIN_TIME" --benchmark_format=csv 2>/dev/null |
+    awk -F, 'NR > 1 && $1 ~ /_median"$/ {
+               name = $1; gsub(/"/, "", name); sub(/_median$/, "", name)
+               printf "%-24s %8.1f ns\n", name, $3
+             }'
 fi
 
 echo

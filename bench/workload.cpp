@@ -31,6 +31,12 @@
 //                      tracker that counts samples per callstack hash into a
 //                      fixed array and never allocates;
 //   --rate R           the profile's sampling rate (default 1e-4);
+//   --guard KIND       (workload_hooks only) run every round inside a limit
+//                      guard that never trips, as a server runs each request:
+//                      allocations (a 2^62-byte exact limit), memory (1 TiB),
+//                      global (limit_global_memory under a 1 TiB global
+//                      limit: the heap estimate is read at every sample),
+//                      token (a token never set), all (the four, nested);
 //   --base-rate R      (workload_hooks only; a diagnostic) sets the base
 //                      accounting's rate (internal core::set_base_rate), which
 //                      with no profile is the rate of every thread: with 1e-12
@@ -62,6 +68,7 @@
 
 #if defined(MEMLIMITS_BENCH_HOOKS)
 #  include "core/subscribers.hpp"
+#  include "memlimits/limits.hpp"
 #  include "memlimits/memprof.hpp"
 #endif
 
@@ -286,11 +293,48 @@ __attribute__((noinline)) std::uint64_t framework_frame(int depth, rng& r, check
 
 constexpr int framework_depth = 12;
 
-std::uint64_t run_thread(int index, int rounds) {
+enum class guard_kind { none, allocations, memory, global, token, all };
+
+#if defined(MEMLIMITS_BENCH_HOOKS)
+// Runs one round under the guard(s) of `kind`; the limits never trip, so the
+// result is the round's.
+template <class F>
+std::uint64_t guarded(guard_kind kind, const memlimits::token& never_set, F&& round) {
+  constexpr std::uint64_t huge = std::uint64_t{1} << 62;
+  constexpr std::uint64_t tebibyte = std::uint64_t{1} << 40;
+  switch (kind) {
+    case guard_kind::none: return round();
+    case guard_kind::allocations: return *memlimits::limit_allocations(huge, round);
+    case guard_kind::memory: return *memlimits::limit_memory(tebibyte, round);
+    case guard_kind::global: return *memlimits::limit_global_memory(round);
+    case guard_kind::token: return *memlimits::limit_with_token(never_set, round);
+    case guard_kind::all:
+      return *memlimits::limit_global_memory([&] {
+        return *memlimits::limit_with_token(never_set, [&] {
+          return *memlimits::limit_memory(tebibyte, [&] {
+            return *memlimits::limit_allocations(huge, round);
+          });
+        });
+      });
+  }
+  return 0;
+}
+#endif
+
+std::uint64_t run_thread(int index, int rounds, [[maybe_unused]] guard_kind kind) {
   rng r{0x5EED0000ull + static_cast<std::uint64_t>(index)};
   checksum sum;
   std::uint64_t folded = 0;
-  for (int round = 0; round < rounds; ++round) folded += framework_frame(framework_depth, r, sum);
+#if defined(MEMLIMITS_BENCH_HOOKS)
+  const memlimits::token never_set;
+#endif
+  for (int round = 0; round < rounds; ++round) {
+#if defined(MEMLIMITS_BENCH_HOOKS)
+    folded += guarded(kind, never_set, [&] { return framework_frame(framework_depth, r, sum); });
+#else
+    folded += framework_frame(framework_depth, r, sum);
+#endif
+  }
   sum.add(folded);
   return sum.value;
 }
@@ -352,7 +396,7 @@ class callstack_counter final : public memlimits::memprof::tracker {
 [[noreturn]] void usage(const char* program) {
   std::fprintf(stderr,
                "usage: %s [--threads N] [--rounds N] [--profile-depth D] [--rate R] "
-               "[--base-rate R]\n",
+               "[--guard allocations|memory|global|token|all] [--base-rate R]\n",
                program);
   std::exit(2);
 }
@@ -365,6 +409,7 @@ int main(int argc, char** argv) {
   long profile_depth = -1;  // -1: no profile
   double rate = 1e-4;
   double base_rate = 0.0;  // 0: the library's default
+  guard_kind guard = guard_kind::none;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (i + 1 >= argc) usage(argv[0]);
@@ -377,6 +422,14 @@ int main(int argc, char** argv) {
       profile_depth = std::atol(value);
     } else if (arg == "--rate") {
       rate = std::atof(value);
+    } else if (arg == "--guard") {
+      const std::string_view kind = value;
+      if (kind == "allocations") guard = guard_kind::allocations;
+      else if (kind == "memory") guard = guard_kind::memory;
+      else if (kind == "global") guard = guard_kind::global;
+      else if (kind == "token") guard = guard_kind::token;
+      else if (kind == "all") guard = guard_kind::all;
+      else usage(argv[0]);
     } else if (arg == "--base-rate") {
       base_rate = std::atof(value);
     } else {
@@ -385,14 +438,17 @@ int main(int argc, char** argv) {
   }
   if (threads < 1 || rounds < 1) usage(argv[0]);
 #if !defined(MEMLIMITS_BENCH_HOOKS)
-  if (profile_depth >= 0 || base_rate != 0.0) {
-    std::fprintf(stderr, "%s: --profile-depth and --base-rate need the hooks build\n",
+  if (profile_depth >= 0 || base_rate != 0.0 || guard != guard_kind::none) {
+    std::fprintf(stderr, "%s: --profile-depth, --guard and --base-rate need the hooks build\n",
                  argv[0]);
     return 2;
   }
   (void)rate;
 #else
   if (base_rate != 0.0) memlimits::core::set_base_rate(base_rate);
+  if (guard == guard_kind::global || guard == guard_kind::all) {
+    memlimits::set_global_memory_limit(std::int64_t{1} << 40);
+  }
 #endif
 
   const auto start = std::chrono::steady_clock::now();
@@ -409,7 +465,7 @@ int main(int argc, char** argv) {
   {
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t) {
-      pool.emplace_back([t, rounds, &results] { results[t] = run_thread(t, rounds); });
+      pool.emplace_back([t, rounds, guard, &results] { results[t] = run_thread(t, rounds, guard); });
     }
     for (auto& thread : pool) thread.join();
   }
