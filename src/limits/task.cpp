@@ -30,6 +30,7 @@ void fork_prepare() { registry_lock.lock(); }
 void fork_parent() { registry_lock.unlock(); }
 void fork_child() {
   registry_lock.reset_after_fork();
+  reset_token_setters_after_fork();
   // Only the forking thread exists in the child.
   task* self = &thread_task;
   registry_head = nullptr;

@@ -69,6 +69,8 @@ void wait_for_token_setters() noexcept {
   while (setters.load(std::memory_order_seq_cst) != 0) platform::yield();
 }
 
+void reset_token_setters_after_fork() noexcept { setters.store(0, std::memory_order_relaxed); }
+
 }  // namespace memlimits::detail
 
 namespace memlimits {

@@ -42,5 +42,7 @@ token_watch* watch_token(token_state& s) noexcept;
 void unwatch_token(token_watch* w) noexcept;
 
 void wait_for_token_setters() noexcept;
+// In a child after fork(): set() calls of other threads did not survive.
+void reset_token_setters_after_fork() noexcept;
 
 }  // namespace memlimits::detail
