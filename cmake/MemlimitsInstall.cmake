@@ -11,6 +11,9 @@ install(TARGETS memlimits memlimits_hooks EXPORT memlimitsTargets
         OBJECTS DESTINATION ${CMAKE_INSTALL_LIBDIR}/memlimits/objects
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS memlimits_preload LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+if(TARGET memlimits-stats)
+  install(TARGETS memlimits-stats RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
 install(DIRECTORY include/memlimits DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT memlimitsTargets NAMESPACE memlimits:: DESTINATION ${MEMLIMITS_CMAKE_DIR})
 
