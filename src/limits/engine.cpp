@@ -36,8 +36,9 @@ std::atomic<int> engine_slot{-1};
 
 // What a sampled block of a task carries until its free.
 struct charge {
-  context* innermost;   // holds a reference
-  std::int64_t weight;  // bytes credited back to innermost and its ancestors
+  context* innermost;     // holds a reference
+  std::int64_t weight;    // bytes credited back to innermost and its ancestors
+  std::int64_t samples;   // samples credited back
 };
 
 bool eligible(const task& t, core::call_kind kind) noexcept {
@@ -104,14 +105,18 @@ void* on_alloc(void*, const memprof::allocation& block) {
   for (context* c = innermost; c != nullptr; c = c->parent) {
     const std::uint64_t samples =
         c->samples.fetch_add(block.n_samples, std::memory_order_relaxed) + block.n_samples;
-    std::int64_t live = c->live_bytes.load(std::memory_order_relaxed);
+    const auto n = static_cast<std::int64_t>(block.n_samples);
+    std::int64_t live = c->live_samples.load(std::memory_order_relaxed) + n;
     if (memory != nullptr) {
-      live = c->live_bytes.fetch_add(weight, std::memory_order_relaxed) + weight;
+      c->live_bytes.fetch_add(weight, std::memory_order_relaxed);
+      live = c->live_samples.fetch_add(n, std::memory_order_relaxed) + n;
     }
     if (c->tripped.load(std::memory_order_relaxed)) continue;
     switch (c->kind) {
       case limit_kind::memory:
-        if (live > c->limit) trip(t, *c);
+        // In samples, not bytes: 8 / rate need not be an integer, and the
+        // rounded weights would move the trip point.
+        if (live >= static_cast<std::int64_t>(c->sample_threshold)) trip(t, *c);
         break;
       case limit_kind::allocations:
         if (c->sampled && samples >= c->sample_threshold) trip(t, *c);
@@ -131,13 +136,14 @@ void* on_alloc(void*, const memprof::allocation& block) {
   // as live memory (the free could not be credited).
   if (memory == nullptr) return nullptr;
   retain(innermost);
-  return new (memory) charge{innermost, weight};
+  return new (memory) charge{innermost, weight, static_cast<std::int64_t>(block.n_samples)};
 }
 
 void on_free(void*, void* cookie) noexcept {
   auto* c = static_cast<charge*>(cookie);
   for (context* x = c->innermost; x != nullptr; x = x->parent) {
     x->live_bytes.fetch_sub(c->weight, std::memory_order_relaxed);
+    x->live_samples.fetch_sub(c->samples, std::memory_order_relaxed);
   }
   release(c->innermost);
   platform::system::free(c);
@@ -165,20 +171,40 @@ void set_engine_rate(double rate) noexcept {
   if (slot >= 0) core::set_subscriber_rate(slot, rate);
 }
 
-std::uint64_t sampled_threshold(std::uint64_t limit, double rate) noexcept {
-  // memprof-limits: a limit of l words at rate p trips at the k-th sample,
-  // k = l * p (stats/README.md), here rounded up to a whole sample, and at
-  // least 1. The product is rounded to the nearest integer first when it is
-  // within a relative 1e-12 of one, so that limits given as k / p words
-  // trip at exactly k samples despite rounding in the division.
+namespace {
+
+// l p with l = limit / 8 words, and its nearest integer when it is within a
+// relative 1e-12 of one (limits given as k / p words then mean k samples
+// despite rounding in the division).
+long double samples_in(std::uint64_t limit, double rate, bool& integral) noexcept {
   const long double exact = static_cast<long double>(limit) / 8.0L * rate;
   const long double nearest = std::round(exact);
-  long double k = std::fabs(exact - nearest) <= 1e-12L * (nearest > 1 ? nearest : 1)
-                      ? nearest
-                      : std::ceil(exact);
-  if (k < 1) k = 1;
-  if (k > 1e18L) k = 1e18L;
+  integral = std::fabs(exact - nearest) <= 1e-12L * (nearest > 1 ? nearest : 1);
+  return integral ? nearest : exact;
+}
+
+std::uint64_t clamp_samples(long double k) noexcept {
+  if (k < 1) return 1;
+  if (k > 1e18L) return 1000000000000000000ull;
   return static_cast<std::uint64_t>(k);
+}
+
+}  // namespace
+
+std::uint64_t sampled_threshold(std::uint64_t limit, double rate) noexcept {
+  // memprof-limits: a limit of l words trips at the k-th sample, k = l p,
+  // rounded up to a whole sample (stats/README.md §2).
+  bool integral = false;
+  const long double k = samples_in(limit, rate, integral);
+  return clamp_samples(integral ? k : std::ceil(k));
+}
+
+std::uint64_t memory_threshold(std::uint64_t limit, double rate) noexcept {
+  // The estimate K / p words exceeds l words first at K = floor(l p) + 1
+  // (stats/README.md §4).
+  bool integral = false;
+  const long double k = samples_in(limit, rate, integral);
+  return clamp_samples((integral ? k : std::floor(k)) + 1);
 }
 
 }  // namespace memlimits::detail

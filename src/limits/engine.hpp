@@ -26,7 +26,11 @@ extern constinit engine_settings engine;
 void set_engine_rate(double rate) noexcept;
 
 // Samples at which a sampled allocation limit of `limit` bytes trips, at
-// `rate` samples per word (see the definition).
+// `rate` samples per word: K = ceil(l p), l = limit / 8 words.
 std::uint64_t sampled_threshold(std::uint64_t limit, double rate) noexcept;
+// Live samples at which a memory limit of `limit` bytes trips: the first
+// count whose estimate (each sample stands for 1/p words) exceeds the limit,
+// K = floor(l p) + 1.
+std::uint64_t memory_threshold(std::uint64_t limit, double rate) noexcept;
 
 }  // namespace memlimits::detail

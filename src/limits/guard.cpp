@@ -98,8 +98,10 @@ guard_scope::guard_scope(limit_kind kind, std::uint64_t limit, const token* t,
                  : -1;
   c->sampled = kind == limit_kind::allocations &&
                engine.sampled_allocation_limits.load(std::memory_order_relaxed);
-  c->sample_threshold =
-      c->sampled ? sampled_threshold(limit, engine.rate.load(std::memory_order_relaxed)) : 0;
+  const double rate = engine.rate.load(std::memory_order_relaxed);
+  c->sample_threshold = c->sampled                    ? sampled_threshold(limit, rate)
+                        : kind == limit_kind::memory ? memory_threshold(limit, rate)
+                                                      : 0;
   c->parent = nullptr;
   c->token = nullptr;
   c->watch = nullptr;

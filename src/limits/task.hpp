@@ -36,7 +36,9 @@ struct context {
   limit_kind kind;
   std::int64_t limit;              // bytes (allocations, memory); -1 otherwise
   bool sampled;                    // allocations: memprof-limits' statistical mode
-  std::uint64_t sample_threshold;  // sampled mode: trips at this many samples
+  // Samples at which the limit trips: sampled allocation limits (samples
+  // of the task) and memory limits (samples of live blocks).
+  std::uint64_t sample_threshold;
   std::uint64_t start_position;    // the task's stream position at entry
   context* parent;                 // enclosing context of the same task (a reference)
   token_state* token;              // limit_with_token (a reference)
@@ -44,7 +46,8 @@ struct context {
 
   std::atomic<std::uint64_t> allocated{0};  // as of the owner's last slow path; exact at exit
   std::atomic<std::uint64_t> samples{0};
-  std::atomic<std::int64_t> live_bytes{0};  // charged samples minus credited frees
+  std::atomic<std::int64_t> live_bytes{0};    // charged samples minus credited frees, in bytes
+  std::atomic<std::int64_t> live_samples{0};  // the same, in samples
   std::atomic<bool> tripped{false};
   std::atomic<std::uint32_t> references{1};
 };
