@@ -118,7 +118,7 @@ bool dispatch_alloc(const memprof::allocation& block, void* caller, block_sample
   const std::uint64_t base_samples = thin(thread.rng_, block.n_samples, base_rate, thread_rate);
   // Each sample stands for 1/rate words.
   out.weight_bytes =
-      static_cast<std::int64_t>(std::llround(static_cast<double>(base_samples) * 8.0 / base_rate));
+      sample_weight_bytes(base_samples, base_rate);
   if (out.weight_bytes != 0) live_estimate.fetch_add(out.weight_bytes, std::memory_order_relaxed);
 
   void* frames[memprof::profile::max_callstack_size];

@@ -78,4 +78,13 @@ inline std::uint64_t draw_binomial(xoshiro256& rng, std::uint64_t n, double p) n
   return complement ? n - successes : successes;
 }
 
+// Bytes that `samples` samples at `rate` per word stand for: samples * 8 /
+// rate, rounded, and capped at 2^62 so that sums of a few of them cannot
+// overflow (a rate below ~1e-18 would otherwise give weights beyond int64).
+inline std::int64_t sample_weight_bytes(std::uint64_t samples, double rate) noexcept {
+  const double bytes = static_cast<double>(samples) * 8.0 / rate;
+  constexpr double cap = 4611686018427387904.0;  // 2^62
+  return bytes >= cap ? static_cast<std::int64_t>(cap) : static_cast<std::int64_t>(std::llround(bytes));
+}
+
 }  // namespace memlimits::core

@@ -19,6 +19,7 @@
 #include <stdexcept>
 
 #include "core/sampler.hpp"
+#include "core/sampling.hpp"
 #include "core/subscribers.hpp"
 #include "core/task.hpp"
 #include "limits/global_memory.hpp"
@@ -98,10 +99,9 @@ void* on_alloc(void*, const memprof::allocation& block) {
   if (innermost == nullptr) return nullptr;
 
   const double rate = engine.rate.load(std::memory_order_relaxed);
-  const auto weight = static_cast<std::int64_t>(
-      std::llround(static_cast<double>(block.n_samples) * 8.0 / rate));
+  const std::int64_t weight = core::sample_weight_bytes(block.n_samples, rate);
   void* memory = platform::system::malloc(sizeof(charge));
-  bool global_checked = false;
+  int global_exceeded = -1;  // read once per sample: -1 not yet, 0 no, 1 yes
   for (context* c = innermost; c != nullptr; c = c->parent) {
     const std::uint64_t samples =
         c->samples.fetch_add(block.n_samples, std::memory_order_relaxed) + block.n_samples;
@@ -122,11 +122,8 @@ void* on_alloc(void*, const memprof::allocation& block) {
         if (c->sampled && samples >= c->sample_threshold) trip(t, *c);
         break;
       case limit_kind::global_memory:
-        if (!global_checked) {
-          global_checked = true;
-          if (!global_limit_exceeded()) break;
-        }
-        trip(t, *c);
+        if (global_exceeded < 0) global_exceeded = global_limit_exceeded() ? 1 : 0;
+        if (global_exceeded == 1) trip(t, *c);
         break;
       case limit_kind::token:
         break;

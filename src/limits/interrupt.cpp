@@ -2,7 +2,9 @@
 // is_interrupted, poll, mask, and the names of the limits. Layer 5.
 #include <exception>
 
+#include "core/sampler.hpp"
 #include "limits/task.hpp"
+#include "limits/token_state.hpp"
 #include "memlimits/limits.hpp"
 
 namespace memlimits {
@@ -31,11 +33,28 @@ const char* bad_result_access::what() const noexcept {
   return "memlimits: bad result access (the task was interrupted)";
 }
 
-bool is_interrupted() noexcept { return detail::current_task().tripped > 0; }
+namespace {
+// A token set while the task does not allocate is seen here too, so that a
+// task that only polls can be cancelled.
+detail::task& checked_task() noexcept {
+  detail::task& t = detail::current_task();
+  for (detail::context* c = t.innermost; c != nullptr; c = c->parent) {
+    if (c->kind == limit_kind::token && !c->tripped.load(std::memory_order_relaxed) &&
+        c->token->flag.load(std::memory_order_acquire)) {
+      detail::trip(t, *c);
+    }
+  }
+  return t;
+}
+}  // namespace
+
+bool is_interrupted() noexcept { return checked_task().tripped > 0; }
 
 void poll() {
-  const detail::task& t = detail::current_task();
+  const detail::task& t = checked_task();
   if (t.tripped > 0 && t.masks == 0 && std::uncaught_exceptions() == 0) {
+    // As at an allocation point: building the exception is not the task's.
+    core::sampling_off off;
     throw limit_reached(t.raise_kind);
   }
 }

@@ -92,16 +92,28 @@ token& token::operator=(const token& other) noexcept {
 
 token::~token() { detail::release_token_state(state_); }
 
-void token::set() const noexcept {
-  detail::token_state& s = *state_;
-  if (s.flag.exchange(true, std::memory_order_seq_cst)) return;  // set once
-  detail::setters.fetch_add(1, std::memory_order_seq_cst);
+namespace {
+// Raises the alarm of every thread whose task watches the token.
+void raise_alarms(const detail::token_state& s) noexcept {
   for (detail::token_watch* w = s.watches.load(std::memory_order_seq_cst); w != nullptr;
        w = w->next) {
     if (auto* alarm = w->alarm.load(std::memory_order_seq_cst); alarm != nullptr) {
       alarm->store(INT64_MAX, std::memory_order_release);
     }
   }
+}
+}  // namespace
+
+void token::set() const noexcept {
+  detail::token_state& s = *state_;
+  if (s.flag.load(std::memory_order_acquire)) return;  // set once
+  detail::setters.fetch_add(1, std::memory_order_seq_cst);
+  // Alarms before the flag too: a task that sees is_set() already finds
+  // its alarm raised, unless a slow path consumed it in between, which the
+  // second round covers (the slow path reads the flag after the alarm).
+  raise_alarms(s);
+  s.flag.store(true, std::memory_order_seq_cst);
+  raise_alarms(s);
   detail::setters.fetch_sub(1, std::memory_order_release);
 }
 
