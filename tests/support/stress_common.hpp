@@ -1,0 +1,70 @@
+// tests/support/stress_common.hpp — what the stress tests (tests/stress/)
+// share: which sanitizer the test binary is built with (the library's
+// MEMLIMITS_SANITIZED is private to it), workload sizes scaled down under
+// sanitizers, a std::terminate handler that names itself before aborting,
+// and silencing the one log line of each interrupted guard (the stress
+// tests interrupt thousands of guards).
+#pragma once
+
+#include <cstddef>
+#include <cstdlib>
+#include <exception>
+
+#include "platform/platform.hpp"
+
+// GCC defines __SANITIZE_ADDRESS__ and __SANITIZE_THREAD__; Clang answers
+// __has_feature.
+#if defined(__SANITIZE_ADDRESS__)
+#  define MEMLIMITS_STRESS_ASAN 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define MEMLIMITS_STRESS_ASAN 1
+#  endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#  define MEMLIMITS_STRESS_TSAN 1
+#elif defined(__has_feature)
+#  if __has_feature(thread_sanitizer)
+#    define MEMLIMITS_STRESS_TSAN 1
+#  endif
+#endif
+
+namespace memlimits::testing {
+
+#if defined(MEMLIMITS_STRESS_ASAN)
+inline constexpr bool under_asan = true;
+#else
+inline constexpr bool under_asan = false;
+#endif
+#if defined(MEMLIMITS_STRESS_TSAN)
+inline constexpr bool under_tsan = true;
+#else
+inline constexpr bool under_tsan = false;
+#endif
+inline constexpr bool sanitized = under_asan || under_tsan;
+
+// `plain` in normal builds, `instrumented` under ASan or TSan (several times
+// slower, and the rate-1 profiles of the torture test multiply that).
+constexpr std::size_t scaled(std::size_t plain, std::size_t instrumented) {
+  return sanitized ? instrumented : plain;
+}
+
+// std::terminate ends the test process with a message that says so: an
+// interruption must never get there (DESIGN.md, "Rules that follow from
+// C++"). Writes without allocating: terminate may be called out of memory.
+[[noreturn]] inline void terminate_handler_for_tests() {
+  static constexpr char message[] =
+      "memlimits stress test: std::terminate called (an exception escaped a noexcept "
+      "function or a destructor during unwinding)\n";
+  platform::write_stderr(message, sizeof message - 1);
+  std::abort();
+}
+
+// Call once before the first guard is interrupted: the "memlimits" logger
+// reads SPDLOG_LEVEL when it is created. A level the user set wins.
+inline void prepare_stress_process() {
+  ::setenv("SPDLOG_LEVEL", "memlimits=off", 0);
+  std::set_terminate(&terminate_handler_for_tests);
+}
+
+}  // namespace memlimits::testing
