@@ -406,7 +406,8 @@ MEMLIMITS_API settings current_settings();
 struct context_info {
   limit_kind kind;
   std::int64_t limit;  // bytes; -1 for token, the global limit for global_memory
-  std::int64_t used;   // allocations: bytes (as of the task's last slow path);
+  std::int64_t used;   // allocations: bytes (as of the task's last slow path or
+                       // suspension);
                        // memory: live estimate; global_memory: global usage; token: 0
   bool tripped;
 };

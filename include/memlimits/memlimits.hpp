@@ -5,3 +5,4 @@
 #include "memlimits/config.hpp"
 #include "memlimits/limits.hpp"
 #include "memlimits/memprof.hpp"
+#include "memlimits/task.hpp"

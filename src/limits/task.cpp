@@ -174,6 +174,11 @@ void update_deadline(task& t) noexcept {
   if (t.tripped > 0) core::force_next_event();
 }
 
+void unregister_task(task& t) noexcept {
+  core::spinlock_guard guard(registry_lock);
+  if (t.registered) unlink(t);
+}
+
 void register_task(task& t) noexcept {
   if (t.registered) return;
   const std::thread::id id = std::this_thread::get_id();
@@ -194,7 +199,41 @@ void register_task(task& t) noexcept {
   if (&t == &own_task()) platform::on_thread_exit(&on_thread_exit, &t);
 }
 
-void set_running_task(task* t) noexcept { running_task = t; }
+task* switch_task(task* to) noexcept {
+  task& from = current_task();
+  task& next = to != nullptr ? *to : own_task();
+  if (&from == &next) return running_task;
+  task* const previous = running_task;
+  std::atomic<std::int64_t>* alarm = &core::this_thread_state().alarm_;
+  const std::uint64_t now = core::stream_position();
+  from.suspended_position = now - from.position_base;
+  for (context* c = from.innermost; c != nullptr; c = c->parent) {
+    // Monitors see a suspended task's allocations as of its suspension.
+    c->allocated.store(from.suspended_position - c->start_position, std::memory_order_relaxed);
+    if (c->watch != nullptr) c->watch->alarm.store(nullptr, std::memory_order_seq_cst);
+  }
+
+  running_task = &next == &own_task() ? nullptr : &next;
+  next.position_base = now - next.suspended_position;
+  {
+    const std::thread::id id = std::this_thread::get_id();
+    core::spinlock_guard guard(next.lock_);
+    std::memcpy(next.thread_id, &id, sizeof id);
+  }
+  for (context* c = next.innermost; c != nullptr; c = c->parent) {
+    if (c->watch != nullptr) c->watch->alarm.store(alarm, std::memory_order_seq_cst);
+  }
+  // After listening: a set() from now on raises this thread's alarm.
+  for (context* c = next.innermost; c != nullptr; c = c->parent) {
+    if (c->kind == limit_kind::token && !c->tripped.load(std::memory_order_relaxed) &&
+        c->token->flag.load(std::memory_order_seq_cst)) {
+      trip(next, *c);
+    }
+  }
+  if (next.depth == 0) core::this_thread_state().task_ = nullptr;
+  update_deadline(next);
+  return previous;
+}
 
 std::thread::id task_thread(const task& t) noexcept {
   std::thread::id id;
@@ -217,9 +256,10 @@ std::vector<task_info> tasks() {
   core::sampling_off off;
   core::spinlock_guard registry(detail::registry_lock);
   for (detail::task* t = detail::registry_head; t != nullptr; t = t->next) {
+    // A task's thread id changes when it moves: read under its lock.
     core::spinlock_guard guard(t->lock_);
     if (t->depth == 0) continue;
-    task_info info{detail::task_thread(*t), t->fiber, {}};
+    task_info info{detail::task_thread(*t), t->fiber, {}};  // under t->lock_
     info.contexts.resize(t->depth);
     std::size_t i = t->depth;
     for (const detail::context* c = t->innermost; c != nullptr && i > 0; c = c->parent) {

@@ -61,7 +61,8 @@ struct task {
   // The task's stream position is core::stream_position() - position_base
   // (0 for a thread's own task; fibers move it at each switch).
   std::uint64_t position_base = 0;
-  bool fiber = false;
+  std::uint64_t suspended_position = 0;  // the task's position while not current
+  bool fiber = false;                    // a memlimits::task, not a thread's own
 
   // Registry of tasks that have entered a guard (tasks(), thread exit).
   core::spinlock lock_;
@@ -98,10 +99,14 @@ void update_deadline(task& t) noexcept;
 // Registers a thread's task with the registry (once), so that thread exit
 // cleans it up and tasks() sees it.
 void register_task(task& t) noexcept;
+void unregister_task(task& t) noexcept;
 
-// Makes `t` the task running on the calling thread (nullptr: the thread's
-// own); for fibers.
-void set_running_task(task* t) noexcept;
+// Makes `to` the task running on the calling thread (nullptr: the thread's
+// own) and returns the one it replaces. The outgoing task keeps its stream
+// position and stops listening to its tokens on this thread; the incoming
+// one resumes its position, listens here, sees tokens set meanwhile, and
+// gets its deadline.
+task* switch_task(task* to) noexcept;
 
 std::thread::id task_thread(const task& t) noexcept;
 

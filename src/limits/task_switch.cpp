@@ -1,0 +1,31 @@
+// limits/task_switch.cpp — memlimits::task and memlimits::task_scope
+// (<memlimits/task.hpp>): tasks of their own, for schedulers. Layer 5.
+#include <new>
+
+#include "core/check.hpp"
+#include "limits/task.hpp"
+#include "memlimits/task.hpp"
+#include "platform/system_allocator.hpp"
+
+namespace memlimits {
+
+task::task() {
+  void* memory = platform::system::malloc(sizeof(detail::task));
+  if (memory == nullptr) throw std::bad_alloc();
+  task_ = new (memory) detail::task;
+  task_->fiber = true;
+}
+
+task::~task() {
+  MEMLIMITS_CHECK(&detail::current_task() != task_, "memlimits::task destroyed while current");
+  MEMLIMITS_CHECK(task_->depth == 0, "memlimits::task destroyed with an active guard");
+  detail::unregister_task(*task_);
+  task_->~task();
+  platform::system::free(task_);
+}
+
+task_scope::task_scope(task& t) noexcept : previous_(detail::switch_task(t.task_)) {}
+
+task_scope::~task_scope() { detail::switch_task(previous_); }
+
+}  // namespace memlimits
