@@ -55,7 +55,8 @@
 // counts, are printed for the log, not asserted.
 //
 // Sample sizes are scaled down under ASan and TSan (kScale); every bound is
-// computed from the sizes actually used, so it stays exact.
+// computed from the sizes actually used, so it stays exact. The checks
+// shared with sampling_law_test are in tests/support/goodness_of_fit.hpp.
 #include <algorithm>
 #include <bit>
 #include <chrono>
@@ -76,43 +77,12 @@
 #include "core/sampler.hpp"
 #include "memlimits/limits.hpp"
 #include "stats/bounds.hpp"
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#  define MEMLIMITS_LAW_SANITIZED 1
-#elif defined(__has_feature)
-#  if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#    define MEMLIMITS_LAW_SANITIZED 1
-#  endif
-#endif
+#include "support/goodness_of_fit.hpp"
 
 namespace {
 
 using namespace memlimits;
-
-#if defined(MEMLIMITS_LAW_SANITIZED)
-constexpr double kScale = 0.2;
-#else
-constexpr double kScale = 1.0;
-#endif
-
-// The false-failure budget of one test case.
-constexpr double kTestAlpha = 1e-9;
-// Least expected count of a chi-square bin.
-constexpr double kMinExpected = 1000.0;
-// Most bins of a chi-square test.
-constexpr int kMaxBins = 50;
-
-std::uint64_t scaled(double n) {
-  return static_cast<std::uint64_t>(std::max(1.0, std::round(n * kScale)));
-}
-
-// The i-th seed of a test for core::reseed: odd and distinct, since
-// reseed(s) and reseed(s | 1) start the same stream. Tests 11 to 16: the
-// sampling law tests use 1 to 6.
-std::uint64_t engine_seed(std::uint64_t test, std::uint64_t i) { return (test * 1000 + i) * 2 + 1; }
-
-// Keeps the compiler from eliding an allocation whose result is unused.
-inline void escape(void* p) { asm volatile("" : : "g"(p) : "memory"); }
+using namespace memlimits::testing;
 
 // One word, through the replaced throwing operator new.
 inline void* allocate_word() {
@@ -154,36 +124,7 @@ class engine_scope {
 };
 
 // ---------------------------------------------------------------------------
-// Exact bands, chi-square, DKW (as in sampling_law_test.cpp).
-
-struct band {
-  double lo, hi;  // integers
-  bool contains(double x) const { return lo <= x && x <= hi; }
-};
-
-// [lo, hi] with P(X < lo) <= alpha/2 and P(X > hi) <= alpha/2, lo as large
-// and hi as small as they can be. Boost's quantile gives a first guess; the
-// cdf decides, so whatever Boost's rounding of discrete quantiles, the band
-// is exact.
-template <class Dist>
-band exact_band(const Dist& d, double alpha) {
-  using boost::math::cdf;
-  using boost::math::complement;
-  using boost::math::quantile;
-  const auto [smin, smax] = boost::math::support(d);
-  const double half = alpha / 2;
-  double lo = std::clamp(std::floor(quantile(d, half)), smin, smax);
-  while (lo > smin && cdf(d, lo - 1) > half) lo -= 1;
-  while (lo < smax && cdf(d, lo) <= half) lo += 1;
-  double hi = std::clamp(std::ceil(quantile(complement(d, half))), smin, smax);
-  while (hi < smax && cdf(complement(d, hi)) > half) hi += 1;
-  while (hi > smin && cdf(complement(d, hi - 1)) <= half) hi -= 1;
-  return {lo, hi};
-}
-
-band binomial_band(double trials, double p, double alpha) {
-  return exact_band(boost::math::binomial_distribution<double>(trials, p), alpha);
-}
+// One-sided bands and laws (checks: support/goodness_of_fit.hpp).
 
 // The smallest hi with P(Binomial(trials, p) > hi) <= alpha: one-sided.
 double binomial_upper(double trials, double p, double alpha) {
@@ -198,16 +139,6 @@ double binomial_lower(double trials, double p, double alpha) {
 double z_score(double x, double trials, double p) {
   return (x - trials * p) / std::sqrt(trials * p * (1 - p));
 }
-
-// An integer-valued law on [first, last] (last may be UINT64_MAX: unbounded).
-struct discrete_law {
-  std::string name;
-  std::uint64_t first, last;
-  std::function<double(std::uint64_t)> cdf;  // P(X <= k), k >= first
-  std::function<double(std::uint64_t)> sf;   // P(X > k),  k >= first
-  double below(std::uint64_t k) const { return k <= first ? 0.0 : cdf(k - 1); }    // P(X < k)
-  double at_least(std::uint64_t k) const { return k <= first ? 1.0 : sf(k - 1); }  // P(X >= k)
-};
 
 std::string rate_name(double p) {
   char text[32];
@@ -230,92 +161,6 @@ discrete_law first_sample_law(double p) {
           [p](std::uint64_t n) { return stats::global_not_interrupted(n, p); }};
 }
 
-struct bin {
-  std::uint64_t first, last;  // values [first, last]
-  double probability;
-};
-
-// Consecutive bins of probability >= max(kMinExpected / n, 1 / kMaxBins)
-// each, the last one open-ended. Probabilities come from the cdf or the
-// survival function, whichever avoids cancellation.
-std::vector<bin> make_bins(const discrete_law& law, double n) {
-  const double target = std::max(kMinExpected / n, 1.0 / kMaxBins);
-  std::vector<bin> bins;
-  std::uint64_t a = law.first;
-  for (std::uint64_t b = a;; ++b) {
-    const double rest = b == law.last ? 0.0 : law.sf(b);
-    if (rest < target) {
-      bins.push_back({a, law.last, law.at_least(a)});
-      return bins;
-    }
-    const double upto = law.cdf(b);
-    const double mass = upto <= 0.5 ? upto - law.below(a) : law.at_least(a) - rest;
-    if (mass >= target) {
-      bins.push_back({a, b, mass});
-      a = b + 1;
-    }
-  }
-}
-
-// Goodness of fit of `draws` (sorted, i.i.d. under the null) to `law`:
-// chi-square (nominal level alpha), per-bin exact counts (level alpha, split
-// over the bins) and DKW (level alpha). Three checks.
-void expect_fits(const discrete_law& law, const std::vector<std::uint64_t>& draws, double alpha) {
-  const double n = static_cast<double>(draws.size());
-  ASSERT_TRUE(std::is_sorted(draws.begin(), draws.end()));
-  const std::vector<bin> bins = make_bins(law, n);
-  ASSERT_GE(bins.size(), 2u) << law.name;
-  double total = 0;
-  for (const bin& b : bins) total += b.probability;
-  ASSERT_NEAR(total, 1.0, 1e-9) << law.name;
-
-  // Bin counts, by one sweep over the sorted draws.
-  std::vector<std::uint64_t> counts(bins.size(), 0);
-  std::size_t j = 0;
-  for (std::uint64_t x : draws) {
-    ASSERT_GE(x, law.first) << law.name << ": a trip before the K-th sampled word";
-    ASSERT_LE(x, law.last) << law.name;
-    while (x > bins[j].last) ++j;
-    ++counts[j];
-  }
-
-  double chi2 = 0;
-  int bins_out = 0;
-  for (std::size_t i = 0; i < bins.size(); ++i) {
-    const double expected = n * bins[i].probability;
-    const double d = static_cast<double>(counts[i]) - expected;
-    chi2 += d * d / expected;
-    const band ok = binomial_band(n, bins[i].probability, alpha / static_cast<double>(bins.size()));
-    if (!ok.contains(static_cast<double>(counts[i]))) {
-      ++bins_out;
-      ADD_FAILURE() << law.name << ": bin [" << bins[i].first << ", " << bins[i].last << "] holds "
-                    << counts[i] << " trips, expected " << expected << ", exact band [" << ok.lo
-                    << ", " << ok.hi << "]";
-    }
-  }
-  const int df = static_cast<int>(bins.size()) - 1;
-  const double chi2_max = boost::math::quantile(
-      boost::math::complement(boost::math::chi_squared_distribution<double>(df), alpha));
-  EXPECT_LE(chi2, chi2_max) << law.name << ": Pearson chi-square over " << bins.size() << " bins";
-
-  // DKW: sup |F_n - F| is reached at an observed value v (F_n(v) vs F(v)) or
-  // just below one (F_n(v-1) = #{x < v}/n vs F(v-1)): between observed
-  // values F_n is constant and F monotone.
-  double sup = 0;
-  for (std::size_t i = 0; i < draws.size();) {
-    const std::uint64_t v = draws[i];
-    std::size_t k = i;
-    while (k < draws.size() && draws[k] == v) ++k;
-    sup = std::max(sup, std::abs(static_cast<double>(i) / n - law.below(v)));
-    sup = std::max(sup, std::abs(static_cast<double>(k) / n - law.cdf(v)));
-    i = k;
-  }
-  const double eps = std::sqrt(std::log(2.0 / alpha) / (2.0 * n));
-  EXPECT_LE(sup, eps) << law.name << ": Kolmogorov distance (DKW bound)";
-
-  std::printf("  %-30s n=%.0f bins=%zu chi2=%.1f (max %.1f) bins_out=%d D=%.5f (max %.5f)\n",
-              law.name.c_str(), n, bins.size(), chi2, chi2_max, bins_out, sup, eps);
-}
 
 // ---------------------------------------------------------------------------
 // The trip points of `trials` trials of one guard, and their checks.
