@@ -121,6 +121,17 @@ void spin_until(const std::atomic<int>& phase, int value) {
   while (phase.load(std::memory_order_acquire) != value) sched_yield();
 }
 
+// Allocates and frees 64-byte blocks, counting them in `count`, until an
+// interruption raises limit_reached out of it, or for at most 20 s (so that
+// a broken interruption fails the test instead of hanging it).
+void churn_until_interrupted(std::uint64_t& count) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < give_up) {
+    delete_block(new_block(64), 64);
+    ++count;
+  }
+}
+
 // An exception that allocates nothing but its own object (which the C++
 // runtime takes from malloc: allowed in an interrupted task under the count
 // policy).
@@ -2002,11 +2013,7 @@ TEST_F(LimitToken, SetFromAnotherThreadWhileTheTaskAllocates) {
   std::uint64_t allocations = 0;
   auto r = memlimits::limit_with_token(copy, [&] {
     phase.store(1, std::memory_order_release);
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < give_up) {
-      delete_block(new_block(64), 64);
-      ++allocations;
-    }
+    churn_until_interrupted(allocations);
   });
   setter.join();
   ASSERT_FALSE(r.has_value()) << "not interrupted after " << allocations << " allocations";
@@ -2025,8 +2032,8 @@ TEST_F(LimitToken, OneTokenInterruptsEveryTaskThatWatchesIt) {
     threads[i] = std::thread([&, i] {
       auto r = memlimits::limit_with_token(t, [&] {
         started.fetch_add(1);
-        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-        while (std::chrono::steady_clock::now() < give_up) delete_block(new_block(64), 64);
+        std::uint64_t allocations = 0;
+        churn_until_interrupted(allocations);
       });
       interrupted[i] = !r.has_value() && r.error().kind() == limit_kind::token;
     });
@@ -2195,11 +2202,7 @@ TEST_F(LimitToken, SetFromASignalHandlerSentByAnotherThread) {
   std::uint64_t allocations = 0;
   auto r = memlimits::limit_with_token(t, [&] {
     phase.store(1, std::memory_order_release);
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < give_up) {
-      delete_block(new_block(64), 64);
-      ++allocations;
-    }
+    churn_until_interrupted(allocations);
   });
   sender.join();
   ASSERT_FALSE(r.has_value()) << "not interrupted after " << allocations << " allocations";
