@@ -4,7 +4,6 @@
 
 #include "core/sampler.hpp"
 #include "limits/task.hpp"
-#include "limits/token_state.hpp"
 #include "memlimits/limits.hpp"
 
 namespace memlimits {
@@ -38,12 +37,7 @@ namespace {
 // task that only polls can be cancelled.
 detail::task& checked_task() noexcept {
   detail::task& t = detail::current_task();
-  for (detail::context* c = t.innermost; c != nullptr; c = c->parent) {
-    if (c->kind == limit_kind::token && !c->tripped.load(std::memory_order_relaxed) &&
-        c->token->flag.load(std::memory_order_acquire)) {
-      detail::trip(t, *c);
-    }
-  }
+  detail::trip_set_tokens(t);
   return t;
 }
 }  // namespace

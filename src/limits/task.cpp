@@ -150,6 +150,15 @@ void trip(task& t, context& c) noexcept {
   core::force_next_event();
 }
 
+void trip_set_tokens(task& t) noexcept {
+  for (context* c = t.innermost; c != nullptr; c = c->parent) {
+    if (c->kind == limit_kind::token && !c->tripped.load(std::memory_order_relaxed) &&
+        c->token->flag.load(std::memory_order_seq_cst)) {
+      trip(t, *c);
+    }
+  }
+}
+
 void update_deadline(task& t) noexcept {
   core::thread_state& thread = core::this_thread_state();
   if (&t != &current_task()) return;  // a suspended fiber: set when it resumes
@@ -224,12 +233,7 @@ task* switch_task(task* to) noexcept {
     if (c->watch != nullptr) c->watch->alarm.store(alarm, std::memory_order_seq_cst);
   }
   // After listening: a set() from now on raises this thread's alarm.
-  for (context* c = next.innermost; c != nullptr; c = c->parent) {
-    if (c->kind == limit_kind::token && !c->tripped.load(std::memory_order_relaxed) &&
-        c->token->flag.load(std::memory_order_seq_cst)) {
-      trip(next, *c);
-    }
-  }
+  trip_set_tokens(next);
   if (next.depth == 0) core::this_thread_state().task_ = nullptr;
   update_deadline(next);
   return previous;

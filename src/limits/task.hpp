@@ -92,6 +92,11 @@ void pop_context(task& t, context* c) noexcept;
 // Marks a context of the calling task as tripped (owner thread).
 void trip(task& t, context& c) noexcept;
 
+// Trips the task's token contexts whose token is set (owner thread): for
+// the points where the task learns of a token without an allocation
+// (poll, is_interrupted, being made current).
+void trip_set_tokens(task& t) noexcept;
+
 // Recomputes the countdown deadline of the calling thread for its task: the
 // nearest exact allocation limit, or "every allocation" while interrupted.
 void update_deadline(task& t) noexcept;
