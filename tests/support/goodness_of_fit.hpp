@@ -19,23 +19,13 @@
 #include <boost/math/distributions/chi_squared.hpp>
 #include <gtest/gtest.h>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#  define MEMLIMITS_STATS_SANITIZED 1
-#elif defined(__has_feature)
-#  if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#    define MEMLIMITS_STATS_SANITIZED 1
-#  endif
-#endif
+#include "support/sanitizers.hpp"
 
 namespace memlimits::testing {
 
 // Sample sizes are scaled down under ASan and TSan; every bound is computed
 // from the sizes actually used, so it stays exact.
-#if defined(MEMLIMITS_STATS_SANITIZED)
-inline constexpr double kScale = 0.2;
-#else
-inline constexpr double kScale = 1.0;
-#endif
+inline constexpr double kScale = sanitized ? 0.2 : 1.0;
 
 // The false-failure budget of one test case.
 inline constexpr double kTestAlpha = 1e-9;

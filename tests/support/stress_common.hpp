@@ -1,9 +1,8 @@
 // tests/support/stress_common.hpp — what the stress tests (tests/stress/)
-// share: which sanitizer the test binary is built with (the library's
-// MEMLIMITS_SANITIZED is private to it), workload sizes scaled down under
-// sanitizers, a std::terminate handler that names itself before aborting,
-// and silencing the one log line of each interrupted guard (the stress
-// tests interrupt thousands of guards).
+// share: workload sizes scaled down under sanitizers (which ones:
+// support/sanitizers.hpp), a std::terminate handler that names itself before
+// aborting, and silencing the one log line of each interrupted guard (the
+// stress tests interrupt thousands of guards).
 #pragma once
 
 #include <cstddef>
@@ -11,37 +10,9 @@
 #include <exception>
 
 #include "platform/platform.hpp"
-
-// GCC defines __SANITIZE_ADDRESS__ and __SANITIZE_THREAD__; Clang answers
-// __has_feature.
-#if defined(__SANITIZE_ADDRESS__)
-#  define MEMLIMITS_STRESS_ASAN 1
-#elif defined(__has_feature)
-#  if __has_feature(address_sanitizer)
-#    define MEMLIMITS_STRESS_ASAN 1
-#  endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#  define MEMLIMITS_STRESS_TSAN 1
-#elif defined(__has_feature)
-#  if __has_feature(thread_sanitizer)
-#    define MEMLIMITS_STRESS_TSAN 1
-#  endif
-#endif
+#include "support/sanitizers.hpp"
 
 namespace memlimits::testing {
-
-#if defined(MEMLIMITS_STRESS_ASAN)
-inline constexpr bool under_asan = true;
-#else
-inline constexpr bool under_asan = false;
-#endif
-#if defined(MEMLIMITS_STRESS_TSAN)
-inline constexpr bool under_tsan = true;
-#else
-inline constexpr bool under_tsan = false;
-#endif
-inline constexpr bool sanitized = under_asan || under_tsan;
 
 // `plain` in normal builds, `instrumented` under ASan or TSan (several times
 // slower, and the rate-1 profiles of the torture test multiply that).

@@ -25,6 +25,7 @@
 #include "memlimits/task.hpp"
 #include "support/limits_support.hpp"
 #include "support/recording_tracker.hpp"
+#include "support/sanitizers.hpp"
 
 namespace {
 
@@ -39,12 +40,9 @@ void churn(int count, std::size_t bytes) {
   for (int i = 0; i < count; ++i) release(allocate(bytes));
 }
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#  define SKIP_UNDER_SANITIZERS() \
-    GTEST_SKIP() << "boost::context stack switches are not annotated for the sanitizers"
-#else
-#  define SKIP_UNDER_SANITIZERS() (void)0
-#endif
+#define SKIP_UNDER_SANITIZERS()                                                          \
+  if (memlimits::testing::sanitized)                                                     \
+  GTEST_SKIP() << "boost::context stack switches are not annotated for the sanitizers"
 
 std::optional<memlimits::task_info> fiber_task() {
   for (auto& t : memlimits::tasks()) {
