@@ -103,8 +103,7 @@ void* on_alloc(void*, const memprof::allocation& block) {
   void* memory = platform::system::malloc(sizeof(charge));
   int global_exceeded = -1;  // read once per sample: -1 not yet, 0 no, 1 yes
   for (context* c = innermost; c != nullptr; c = c->parent) {
-    const std::uint64_t samples =
-        c->samples.fetch_add(block.n_samples, std::memory_order_relaxed) + block.n_samples;
+    c->samples.fetch_add(block.n_samples, std::memory_order_relaxed);
     const auto n = static_cast<std::int64_t>(block.n_samples);
     std::int64_t live = c->live_samples.load(std::memory_order_relaxed) + n;
     if (memory != nullptr) {
@@ -119,7 +118,17 @@ void* on_alloc(void*, const memprof::allocation& block) {
         if (live >= static_cast<std::int64_t>(c->sample_threshold)) trip(t, *c);
         break;
       case limit_kind::allocations:
-        if (c->sampled && samples >= c->sample_threshold) trip(t, *c);
+        if (c->sampled) {
+          // The threshold counts samples at the rate in force at entry:
+          // thin those drawn at a higher rate since (exact, binomial). At a
+          // lower rate there are fewer samples, and the limit trips later.
+          std::uint64_t mine = block.n_samples;
+          if (rate > c->rate) {
+            mine = core::draw_binomial(core::this_thread_state().rng_, mine, c->rate / rate);
+          }
+          c->samples_at_entry_rate += mine;
+          if (c->samples_at_entry_rate >= c->sample_threshold) trip(t, *c);
+        }
         break;
       case limit_kind::global_memory:
         if (global_exceeded < 0) global_exceeded = global_limit_exceeded() ? 1 : 0;

@@ -99,6 +99,7 @@ guard_scope::guard_scope(limit_kind kind, std::uint64_t limit, const token* t,
   c->sampled = kind == limit_kind::allocations &&
                engine.sampled_allocation_limits.load(std::memory_order_relaxed);
   const double rate = engine.rate.load(std::memory_order_relaxed);
+  c->rate = rate;
   c->sample_threshold = c->sampled                    ? sampled_threshold(limit, rate)
                         : kind == limit_kind::memory ? memory_threshold(limit, rate)
                                                       : 0;

@@ -39,6 +39,7 @@ struct context {
   // Samples at which the limit trips: sampled allocation limits (samples
   // of the task) and memory limits (samples of live blocks).
   std::uint64_t sample_threshold;
+  double rate;                     // the engine's sampling rate at entry
   std::uint64_t start_position;    // the task's stream position at entry
   context* parent;                 // enclosing context of the same task (a reference)
   token_state* token;              // limit_with_token (a reference)
@@ -46,6 +47,10 @@ struct context {
 
   std::atomic<std::uint64_t> allocated{0};  // as of the owner's last slow path; exact at exit
   std::atomic<std::uint64_t> samples{0};
+  // Sampled allocation limits: the task's samples thinned to `rate`, so that
+  // a rate raised by configure() during the guard does not move the trip
+  // point (owner thread only).
+  std::uint64_t samples_at_entry_rate = 0;
   std::atomic<std::int64_t> live_bytes{0};    // charged samples minus credited frees, in bytes
   std::atomic<std::int64_t> live_samples{0};  // the same, in samples
   std::atomic<bool> tripped{false};

@@ -431,6 +431,25 @@ TEST_F(LimitAllocations, AnActiveGuardKeepsItsModeWhenTheSettingsChange) {
   release_all(new_form, 64, blocks);
 }
 
+// A sampled guard entered at a low rate counts its threshold at that rate:
+// when configure() raises the rate during the guard, the extra samples are
+// thinned away. Deterministic: entered at rate 1/64 with K = 1024 samples
+// (64 Ki words), then at rate 1 the task allocates 512 blocks of 64 words
+// (32 Ki words): their 32768 samples thin to Binomial(32768, 1/64), mean
+// 512 and sd 22.4, which reaches 1024 with probability below 1e-100.
+// Counted at the new rate, the 1024th sample (the 16th block) would trip.
+TEST_F(LimitAllocations, ARateRaisedDuringASampledGuardDoesNotMoveItsTripPoint) {
+  memlimits::configure({.sampling_rate = 1.0 / 64, .sampled_allocation_limits = true});
+  block_list blocks(512);
+  auto r = memlimits::limit_allocations(64 * 1024 * 8, [&] {
+    memlimits::configure({.sampling_rate = 1.0, .sampled_allocation_limits = true});
+    fill(new_form, 512, blocks);  // 512 blocks: the storage's capacity
+  });
+  EXPECT_TRUE(r.has_value()) << "tripped after " << blocks.size() << " blocks of 512 B";
+  EXPECT_EQ(blocks.size(), 512u);
+  release_all(new_form, 512, blocks);
+}
+
 // ---------------------------------------------------------------------------
 // result<T>
 
