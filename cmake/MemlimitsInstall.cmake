@@ -5,7 +5,11 @@ include(CMakePackageConfigHelpers)
 
 set(MEMLIMITS_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/memlimits)
 
-install(TARGETS memlimits memlimits_hooks EXPORT memlimitsTargets
+set(MEMLIMITS_INSTALLED_TARGETS memlimits memlimits_hooks)
+if(TARGET memlimits_fiber)
+  list(APPEND MEMLIMITS_INSTALLED_TARGETS memlimits_fiber)
+endif()
+install(TARGETS ${MEMLIMITS_INSTALLED_TARGETS} EXPORT memlimitsTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         OBJECTS DESTINATION ${CMAKE_INSTALL_LIBDIR}/memlimits/objects

@@ -197,6 +197,13 @@ class MEMLIMITS_API guard_scope {
   bool tripped_at_exit_ = false;
 };
 
+// Whether the exception in flight (called inside a handler) unwinds a
+// stack that is being destroyed: Boost.Context's forced_unwind (destroying
+// a suspended fiber or continuation, also under Boost.Coroutine2) or the
+// old Boost.Coroutine's. A guard never swallows one, tripped or not: its
+// catcher must see it, or the fiber's stack is never released.
+MEMLIMITS_API bool stack_unwind_in_flight() noexcept;
+
 template <class F>
 using guarded_result = result<std::invoke_result_t<F&>>;
 
@@ -239,7 +246,9 @@ guarded_result<F> run_guarded(limit_kind kind, std::uint64_t limit, const token*
   } catch (...) {
     // The guard decides by its own flag: another limit's interruption, or
     // any other exception, passes through (`throw;` does not allocate).
-    if (!guard.tripped()) throw;
+    // A tripped guard reports whatever escaped it as its interruption,
+    // except a fiber's forced unwinding.
+    if (!guard.tripped() || stack_unwind_in_flight()) throw;
     escaped = std::current_exception();
   }
   const memlimits::usage used = guard.finish();

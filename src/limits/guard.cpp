@@ -5,9 +5,13 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cxxabi.h>
+
+#include <cstring>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <typeinfo>
 
 #include "core/sampler.hpp"
 #include "limits/engine.hpp"
@@ -116,6 +120,17 @@ guard_scope::guard_scope(limit_kind kind, std::uint64_t limit, const token* t,
   }
   c->start_position = task_position(owner);
   context_ = push_context(owner, c);
+}
+
+bool stack_unwind_in_flight() noexcept {
+  // By the mangled name: the library does not depend on Boost, and a
+  // program's Boost may be any version. Only a tripped guard asks.
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  if (type == nullptr) return false;
+  const char* name = type->name();
+  if (*name == '*') ++name;  // a local type's name may start with '*'
+  return std::strcmp(name, "N5boost7context6detail13forced_unwindE") == 0 ||
+         std::strcmp(name, "N5boost10coroutines6detail13forced_unwindE") == 0;
 }
 
 guard_scope::~guard_scope() {
