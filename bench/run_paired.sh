@@ -10,6 +10,8 @@
 #
 # Environment (defaults in brackets):
 #   SECTIONS         which parts to run ["workload memory gbench"]; also "guards"
+#                    and "fibers" (bench_fiber: memlimits::fiber beside
+#                    boost::context::fiber)
 #   PAIRS            paired runs of the workload and of the memory test [11]
 #   WORKLOAD_ARGS    extra arguments of both workload binaries [""]
 #   PROFILE_DEPTH    callstack size of the profiled workload configuration [16]
@@ -305,6 +307,30 @@ if [[ " $SECTIONS " == *" guards "* ]]; then
     awk -F, 'NR > 1 && $1 ~ /_median"$/ {
                name = $1; gsub(/"/, "", name); sub(/_median$/, "", name)
                printf "%-24s %8.1f ns\n", name, $3
+             }'
+fi
+
+# ---------------------------------------------------------------------------
+# A fiber switch (bench_fiber): memlimits::fiber beside boost::context::fiber
+# in one binary, their repetitions interleaved at random.
+if [[ " $SECTIONS " == *" fibers "* ]]; then
+  echo
+  echo "== bench_fiber: median of $GBENCH_REPS interleaved repetitions =="
+  wait_quiet
+  "$BIN/bench_fiber" --benchmark_repetitions="$GBENCH_REPS" \
+      --benchmark_enable_random_interleaving=true \
+      --benchmark_min_time="$GBENCH_MIN_TIME" --benchmark_format=csv 2>/dev/null |
+    awk -F, 'NR > 1 && $1 ~ /_median"$/ {
+               name = $1; gsub(/"/, "", name); sub(/_median$/, "", name)
+               per = name ~ /^Switch/ ? 2 : 1   # a round trip is two switches
+               ns[name] = $3 / per
+               printf "%-36s %9.1f ns per %s\n", name, ns[name], per == 2 ? "switch" : "fiber"
+             }
+             END {
+               b = "Switch<boost::context::fiber>"; m = "Switch<memlimits::fiber>"
+               if (ns[b] > 0) printf "switch: memlimits::fiber / boost::context::fiber = %.2f (+%.1f ns)\n", ns[m] / ns[b], ns[m] - ns[b]
+               b = "Create<boost::context::fiber>"; m = "Create<memlimits::fiber>"
+               if (ns[b] > 0) printf "create+run+release: memlimits::fiber / boost::context::fiber = %.2f (+%.1f ns)\n", ns[m] / ns[b], ns[m] - ns[b]
              }'
 fi
 

@@ -66,7 +66,8 @@ void release(fiber_control* control) noexcept {
 }
 
 // Step 1, in the context that leaves. `save`: where AddressSanitizer keeps
-// this context's fake stack while it is suspended (null: it ends).
+// this context's fake stack while it is suspended (null: it ends). The
+// caller then announces the switch (fiber_sanitizer::start_switch).
 [[gnu::noinline]] void leave(void** save, const fiber_peer& target, bool ending,
                              fiber_control* self, fiber_control* unwinding) noexcept {
   hand_off& h = handoff;
@@ -80,7 +81,6 @@ void release(fiber_control* control) noexcept {
   h.unwinding = unwinding;
   running = target.control;
   switch_task(target.task);
-  fiber_sanitizer::start_switch(save, target.stack_bottom, target.stack_size);
 }
 
 // Step 3, in the context that arrives. `saved`: its fake stack, as saved
@@ -159,6 +159,7 @@ fiber_arrival fiber_jump(fcontext::fcontext_t to, const fiber_peer& target,
     args->target_fake_stack = target.fake_stack != nullptr ? *target.fake_stack : nullptr;
   }
   leave(&fake_stack, target, false, running_fiber(), unwinding);
+  fiber_sanitizer::start_switch(&fake_stack, target.stack_bottom, target.stack_size);
   fiber_sanitizer::switch_to(tsan_target);
   // A context that never ran has no frame to run a function on top of:
   // its entry runs it.
@@ -180,13 +181,21 @@ fiber_peer fiber_arrive_first() noexcept { return arrive(nullptr); }
 
 fiber_peer fiber_unwinder(fiber_control* self) noexcept { return self->unwinder; }
 
-void fiber_exit(fcontext::fcontext_t to, fiber_control* self, const fiber_peer& target) noexcept {
+// Not instrumented by AddressSanitizer: announcing the last switch destroys
+// the fiber's fake stack (detect_stack_use_after_return), so this function's
+// own frame, which the target reads, must be on the real stack.
+__attribute__((no_sanitize("address"))) void fiber_exit(fcontext::fcontext_t to,
+                                                          fiber_control* self,
+                                                          const fiber_peer& target) noexcept {
   MEMLIMITS_CHECK(to != nullptr && target.task != nullptr,
                   "a memlimits::fiber's body returned an empty fiber");
   // Read by the target's entry before it releases this stack.
   fiber_start start{first_entry(target), nullptr, nullptr};
   void* const tsan_target = target.tsan_fiber;
-  leave(nullptr, target, true, self, nullptr);
+  const void* const bottom = target.stack_bottom;
+  const std::size_t size = target.stack_size;
+  leave(nullptr, target, true, self, nullptr);  // `target` may be on the fake stack: read before
+  fiber_sanitizer::start_switch(nullptr, bottom, size);
   fiber_sanitizer::switch_to(tsan_target);
   fcontext::jump_fcontext(to, start.record != nullptr ? &start : nullptr);
   MEMLIMITS_CHECK(false, "an ended memlimits::fiber was resumed");

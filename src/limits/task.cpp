@@ -42,8 +42,18 @@ void fork_parent() { registry_lock.unlock(); }
 void fork_child() {
   registry_lock.reset_after_fork();
   reset_token_setters_after_fork();
-  // Only the forking thread exists in the child.
+  // Only the forking thread exists in the child. The other tasks' memory is
+  // still mapped: mark them unregistered, so that a fiber's task destroyed
+  // in the child does not unlink itself from a list it is no longer in.
   task* self = &own_task();
+  for (task* t = registry_head; t != nullptr;) {
+    task* const next = t->next;
+    if (t != self) {
+      t->prev = t->next = nullptr;
+      t->registered = false;
+    }
+    t = next;
+  }
   registry_head = nullptr;
   if (self->registered) {
     self->prev = self->next = nullptr;
@@ -232,6 +242,8 @@ task* switch_task(task* to) noexcept {
   for (context* c = next.innermost; c != nullptr; c = c->parent) {
     if (c->watch != nullptr) c->watch->alarm.store(alarm, std::memory_order_seq_cst);
   }
+  // A fiber suspended in a guard across fork() left the child's registry.
+  if (next.depth > 0 && !next.registered) register_task(next);
   // After listening: a set() from now on raises this thread's alarm.
   trip_set_tokens(next);
   if (next.depth == 0) core::this_thread_state().task_ = nullptr;
