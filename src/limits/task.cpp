@@ -234,11 +234,13 @@ task* switch_task(task* to) noexcept {
 
   running_task = &next == &own_task() ? nullptr : &next;
   next.position_base = now - next.suspended_position;
-  {
-    const std::thread::id id = std::this_thread::get_id();
+  const std::thread::id id = std::this_thread::get_id();
+  if (std::memcmp(next.thread_id, &id, sizeof id) != 0) {  // the owner is the only writer
     core::spinlock_guard guard(next.lock_);
     std::memcpy(next.thread_id, &id, sizeof id);
   }
+  // Neither task in a guard: no token listens, and the deadline is none.
+  if (from.depth == 0 && next.depth == 0) return previous;
   for (context* c = next.innermost; c != nullptr; c = c->parent) {
     if (c->watch != nullptr) c->watch->alarm.store(alarm, std::memory_order_seq_cst);
   }
