@@ -9,8 +9,8 @@
 // (__tsan_switch_to_fiber, __sanitizer_start/finish_switch_fiber), which
 // Debian's Boost.Context does not do; unannotated, ASan reports
 // stack-use-after-scope on the fiber's stack and TSan loses track of it.
-// memlimits::fiber will make the annotations; the task_scope tests run
-// under every sanitizer.
+// memlimits::fiber makes them (tests/unit/fiber_test.cpp runs under both);
+// the task_scope tests here run under every sanitizer.
 #include <gtest/gtest.h>
 
 #include <boost/context/fiber.hpp>
