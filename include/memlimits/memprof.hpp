@@ -11,7 +11,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <iosfwd>
+#include <memory>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "memlimits/config.hpp"
 
@@ -71,5 +76,99 @@ class MEMLIMITS_API profile {
   int slot_ = -1;
   double rate_;
 };
+
+// ---- A ready heap profiler ----
+
+// One distinct callstack of a heap profile and what is live from it.
+struct heap_stack {
+  std::vector<void*> frames;    // return addresses, innermost frame first; empty for
+                                // the blocks whose stack is not recorded (beyond
+                                // max_stacks, or no frame found)
+  std::int64_t live_bytes = 0;  // estimated: round(samples * 8 / rate)
+  std::uint64_t samples = 0;    // samples of the blocks allocated from here, not yet freed
+};
+
+// The live heap by callstack: a profile whose tracker adds each sampled
+// block's samples to its callstack's count and takes them back when the
+// block is freed. `live_bytes` estimates, without bias, the bytes allocated
+// from a stack while the profile ran and not freed since (each sample stands
+// for 8 / rate bytes; its relative standard error is about
+// 1 / sqrt(samples)). Blocks allocated before the profile started, or freed
+// after it stopped, are not seen.
+//
+// Thread-safety: any thread may allocate and free while the profile runs;
+// the callbacks neither lock nor allocate (a fixed, lock-free table of
+// `max_stacks` stacks, in pages of its own). snapshot() and the writers may
+// run on any thread, also while other threads allocate; they allocate
+// through the program's allocator (those allocations may be sampled too).
+class MEMLIMITS_API heap_profile {
+ public:
+  static constexpr std::size_t default_callstack_size = 64;
+  static constexpr std::size_t default_max_stacks = std::size_t{1} << 16;
+  static constexpr std::size_t max_stacks_limit = std::size_t{1} << 23;
+  static constexpr std::size_t default_top = 20;
+
+  // Starts profiling. callstack_size: frames kept per stack, in
+  // [1, profile::max_callstack_size]; max_stacks: distinct stacks kept, in
+  // [1, max_stacks_limit] (the samples of stacks beyond are counted in one
+  // stack with no frames). The table reserves address space for 4/3 to 8/3
+  // of max_stacks entries of 8 * callstack_size + 24 bytes (a power of two
+  // of them), committed as they fill: 70 MB reserved by default. Throws
+  // std::invalid_argument on a bad argument, std::length_error when
+  // profile::max_profiles profiles already run, std::bad_alloc when the table
+  // cannot be mapped.
+  explicit heap_profile(double sampling_rate = 1e-4,
+                        std::size_t callstack_size = default_callstack_size,
+                        std::size_t max_stacks = default_max_stacks);
+  ~heap_profile();
+  heap_profile(const heap_profile&) = delete;
+  heap_profile& operator=(const heap_profile&) = delete;
+
+  // Stops sampling; what was live then stays readable. Same contract as
+  // profile::stop().
+  void stop() noexcept;
+  bool running() const noexcept;
+  double sampling_rate() const noexcept;
+  std::size_t callstack_size() const noexcept;
+
+  // Every stack with live samples, identical stacks merged, largest
+  // live_bytes first (ties: more samples first, then by frames).
+  [[nodiscard]] std::vector<heap_stack> snapshot() const;
+  // Sum of live_bytes over snapshot().
+  [[nodiscard]] std::int64_t live_bytes() const;
+
+  // Folded stacks, the input format of flamegraph.pl and speedscope: one
+  // line per stack, "outermost;...;innermost <live bytes>", frames named by
+  // frame_name() with ';' replaced by ':' and white space removed after ','
+  // and between '>' and '>', replaced by '_' elsewhere. The count is the
+  // stack's estimated live bytes (unit: bytes, not samples). The stack with
+  // no frames is named "[memlimits:unrecorded_stack]".
+  // The path overload writes a temporary file beside `path` and renames it,
+  // so that readers see a whole profile; it and the FILE* overload throw
+  // std::system_error when the file cannot be written; the ostream overload
+  // reports errors through the stream's state.
+  void write_folded(std::ostream& out) const;
+  void write_folded(std::FILE* out) const;
+  void write_folded(const std::string& path) const;
+
+  // A table of the `top` stacks with the most live bytes: rank, estimated
+  // live bytes, share of the total, live samples, then the frames innermost
+  // first, one per line, each named by frame_name() followed by the offset
+  // of the call in its function ("f(int)+0x1c") when it has a symbol. Same
+  // error handling as write_folded.
+  void write_top(std::ostream& out, std::size_t top = default_top) const;
+  void write_top(std::FILE* out, std::size_t top = default_top) const;
+  void write_top(const std::string& path, std::size_t top = default_top) const;
+
+ private:
+  class impl;
+  std::unique_ptr<impl> impl_;
+};
+
+// A readable name for a return address of a callstack: the demangled name of
+// the function that contains the call (dladdr: needs the symbol in the
+// dynamic symbol table, e.g. -rdynamic for an executable), else
+// "module+0xoffset", else the address in hex.
+MEMLIMITS_API std::string frame_name(const void* return_address);
 
 }  // namespace memlimits::memprof

@@ -1,21 +1,46 @@
-// hooks/preload.cpp — what the LD_PRELOAD library adds to the hooks: a
-// profile driven by environment variables, for unmodified programs.
-//   MEMLIMITS_PROFILE_RATE    sampling rate in (0, 1]; no profile when unset
+// hooks/preload.cpp — what the LD_PRELOAD library adds to the hooks:
+// profiles driven by environment variables, for unmodified programs.
+//
+// A summary of the allocations:
+//   MEMLIMITS_PROFILE_RATE    sampling rate in (0, 1]; no summary when unset
 //   MEMLIMITS_PROFILE_OUTPUT  file the summary is appended to at exit
 //                             (default: standard error)
 // The summary is one JSON object per process on one line: pid, rate,
 // samples, sampled_blocks, estimated_bytes (samples * 8 / rate: an unbiased
 // estimate of the bytes allocated), live_samples (not yet freed at exit).
 // Written with write(2) from a stack buffer: nothing allocates at exit.
-// Layer 4 (the preload library's glue; uses memprof/ through its API).
+//
+// A heap profile (memprof::heap_profile) of what is live at exit, that is
+// after the program's static destructors have run:
+//   MEMLIMITS_HEAP_PROFILE        file of folded stacks (flamegraph.pl,
+//                                 speedscope; counts are estimated live bytes);
+//                                 "%p" in it stands for the process id. A
+//                                 relative path is taken from the directory
+//                                 the program started in. No profile when unset.
+//   MEMLIMITS_HEAP_PROFILE_TOP    rows of the top table written to
+//                                 "<file>.top" (default 20; 0: no table)
+//   MEMLIMITS_HEAP_PROFILE_RATE   sampling rate in (0, 1] (default:
+//                                 MEMLIMITS_PROFILE_RATE if set, else 1e-4)
+//   MEMLIMITS_HEAP_PROFILE_DEPTH  frames per callstack, in [1, 256] (default 64)
+// The files are written at exit by the library's destructor with sampling
+// off on the writing thread (the writer allocates: its blocks stay out of
+// the profiles); other threads may go on allocating meanwhile, the table is
+// lock-free. A process that ends by _exit() or a signal writes nothing.
+// Layer 4 (the preload library's glue; uses memprof/ through its API and
+// core::sampling_off).
 #include <fcntl.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <exception>
 #include <new>
+#include <string>
 
+#include "core/sampler.hpp"
 #include "memlimits/memprof.hpp"
 #include "platform/platform.hpp"
 
@@ -73,7 +98,126 @@ double profile_rate = 0.0;
 // destructors run: keep a descriptor of our own.
 int error_fd = STDERR_FILENO;
 
+// The heap profile, also never destroyed, and what its writer needs: the
+// environment may change while the program runs, so it is read at start.
+alignas(memlimits::memprof::heap_profile) unsigned char
+    heap_storage[sizeof(memlimits::memprof::heap_profile)];
+memlimits::memprof::heap_profile* heap = nullptr;
+char heap_path[PATH_MAX];
+std::size_t heap_top = memlimits::memprof::heap_profile::default_top;
+
+void report(const char* text) noexcept {
+  [[maybe_unused]] ssize_t written = ::write(error_fd, text, std::strlen(text));
+}
+
+// A rate in (0, 1] from `name`; `fallback` when unset, -1 when malformed.
+double rate_from(const char* name, double fallback) noexcept {
+  const char* text = memlimits::platform::get_env(name);
+  if (text == nullptr || *text == '\0') return fallback;
+  char* end = nullptr;
+  const double rate = std::strtod(text, &end);
+  return end != text && *end == '\0' && rate > 0.0 && rate <= 1.0 ? rate : -1.0;
+}
+
+// A decimal count in [low, high] from `name`; `fallback` when unset, -1 when
+// malformed.
+long long count_from(const char* name, long long fallback, long long low, long long high) noexcept {
+  const char* text = memlimits::platform::get_env(name);
+  if (text == nullptr || *text == '\0') return fallback;
+  char* end = nullptr;
+  const long long value = std::strtoll(text, &end, 10);
+  return end != text && *end == '\0' && value >= low && value <= high ? value : -1;
+}
+
+void start_heap_profile() noexcept {
+  const char* path = memlimits::platform::get_env("MEMLIMITS_HEAP_PROFILE");
+  if (path == nullptr || *path == '\0') return;
+  using memlimits::memprof::heap_profile;
+  using memlimits::memprof::profile;
+  // A malformed MEMLIMITS_PROFILE_RATE is reported by the summary.
+  const double shared_rate = rate_from("MEMLIMITS_PROFILE_RATE", 1e-4);
+  const double rate =
+      rate_from("MEMLIMITS_HEAP_PROFILE_RATE", shared_rate > 0 ? shared_rate : 1e-4);
+  const long long depth = count_from("MEMLIMITS_HEAP_PROFILE_DEPTH",
+                                     static_cast<long long>(heap_profile::default_callstack_size),
+                                     1, static_cast<long long>(profile::max_callstack_size));
+  const long long top = count_from("MEMLIMITS_HEAP_PROFILE_TOP",
+                                   static_cast<long long>(heap_profile::default_top), 0, 1LL << 40);
+  if (rate < 0) {
+    report("memlimits: MEMLIMITS_HEAP_PROFILE_RATE must be a number in (0, 1]; no heap profile\n");
+    return;
+  }
+  if (depth < 0) {
+    report("memlimits: MEMLIMITS_HEAP_PROFILE_DEPTH must be an integer in [1, 256]; "
+           "no heap profile\n");
+    return;
+  }
+  if (top < 0) {
+    report("memlimits: MEMLIMITS_HEAP_PROFILE_TOP must be a non-negative integer; "
+           "no heap profile\n");
+    return;
+  }
+  // An absolute path, so that a chdir() of the program does not move the file.
+  std::size_t length = 0;
+  if (path[0] != '/') {
+    if (::getcwd(heap_path, sizeof heap_path) == nullptr) {
+      report("memlimits: MEMLIMITS_HEAP_PROFILE: cannot read the current directory; "
+             "no heap profile\n");
+      return;
+    }
+    length = std::strlen(heap_path);
+    if (length + 1 < sizeof heap_path && heap_path[length - 1] != '/') heap_path[length++] = '/';
+  }
+  if (length + std::strlen(path) + 1 > sizeof heap_path) {
+    report("memlimits: MEMLIMITS_HEAP_PROFILE: path too long; no heap profile\n");
+    return;
+  }
+  std::strcpy(heap_path + length, path);
+  heap_top = static_cast<std::size_t>(top);
+  try {
+    heap = new (heap_storage) heap_profile(rate, static_cast<std::size_t>(depth));
+  } catch (const std::exception& e) {
+    report("memlimits: no heap profile: ");
+    report(e.what());
+    report("\n");
+  }
+}
+
+// heap_path with each "%p" replaced by the process id.
+std::string expand_heap_path() {
+  std::string path;
+  for (const char* c = heap_path; *c != '\0'; ++c) {
+    if (c[0] == '%' && c[1] == 'p') {
+      path += std::to_string(::getpid());
+      ++c;
+    } else {
+      path += *c;
+    }
+  }
+  return path;
+}
+
+void write_heap_profile() noexcept {
+  // The writer allocates (names, lines, the FILE): keep those blocks out of
+  // every profile and out of this thread's stream, and keep the table still
+  // for this thread.
+  memlimits::core::sampling_off off;
+  try {
+    const std::string path = expand_heap_path();
+    heap->write_folded(path);
+    if (heap_top > 0) heap->write_top(path + ".top", heap_top);
+  } catch (const std::exception& e) {
+    report("memlimits: heap profile not written: ");
+    report(e.what());
+    report("\n");
+  }
+}
+
 __attribute__((constructor)) void start_environment_profile() {
+  start_heap_profile();
+  if (heap != nullptr) {
+    if (const int fd = ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3); fd >= 0) error_fd = fd;
+  }
   const char* text = memlimits::platform::get_env("MEMLIMITS_PROFILE_RATE");
   if (text == nullptr || *text == '\0') return;
   char* end = nullptr;
@@ -87,10 +231,13 @@ __attribute__((constructor)) void start_environment_profile() {
   summary = new (tracker_storage) summary_tracker;
   running = new (profile_storage) memlimits::memprof::profile(*summary, rate);
   profile_rate = rate;
-  if (const int fd = ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3); fd >= 0) error_fd = fd;
+  if (error_fd == STDERR_FILENO) {
+    if (const int fd = ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3); fd >= 0) error_fd = fd;
+  }
 }
 
 __attribute__((destructor)) void write_environment_profile() {
+  if (heap != nullptr) write_heap_profile();
   if (summary == nullptr) return;
   summary->write(memlimits::platform::get_env("MEMLIMITS_PROFILE_OUTPUT"), profile_rate,
                  error_fd);

@@ -1,0 +1,568 @@
+// memprof/heap_profile.cpp — memprof::heap_profile, the ready heap profiler:
+// live sampled blocks aggregated by callstack in a lock-free table, and its
+// outputs (snapshots, folded stacks, a top-N table), with frames named by
+// dladdr and the C++ demangler.
+// Layer 6 (uses memprof::profile, core/sampling.hpp and platform/).
+//
+// The table. Each distinct callstack gets an entry in an open-addressing
+// hash table (linear probing) with room for 4/3 of max_stacks, in pages
+// mapped for it (platform::map_pages: zero-filled, committed as touched). An
+// entry's key is 0 (empty), 1 (being written) or the hash of its frames (>= 2).
+// A thread that inserts claims an empty entry by CAS 0 -> 1, writes the
+// frames, then publishes the key with a release store; readers load the key
+// with acquire before they read the frames. A reader that meets an entry
+// being written skips it: two threads inserting the same new stack at once
+// may then make two entries for it, which snapshot() merges. So the
+// callbacks never wait for another thread, never lock and never allocate,
+// and a fork() that happens in the middle of an insertion leaves the child
+// with one entry that is skipped forever, not with a held lock.
+//
+// The cookie of a tracked block encodes its entry and its sample count, so
+// that its free takes back exactly what its allocation added (the count of a
+// stack never goes below zero: a block's free happens after its allocation).
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <new>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/sampling.hpp"
+#include "memlimits/memprof.hpp"
+#include "platform/platform.hpp"
+
+namespace memlimits::memprof {
+namespace {
+
+constexpr std::uint64_t key_empty = 0;
+constexpr std::uint64_t key_busy = 1;
+
+// Cookie: (samples << index_bits) | (entry + 1); entry == capacity is the
+// stack of the blocks whose stack is not recorded. The capacity is at most
+// 2^24 (see the static_assert), so entry + 1 fits 25 bits and a block may
+// carry up to 2^39 - 1 samples (4 TiB at rate 1); a larger block is not
+// tracked.
+constexpr int index_bits = 25;
+constexpr std::uint64_t index_mask = (std::uint64_t{1} << index_bits) - 1;
+constexpr std::uint64_t max_cookie_samples = (std::uint64_t{1} << (64 - index_bits)) - 1;
+
+// Implicit-lifetime, so that the zero-filled mapping already holds empty
+// entries; accessed through std::atomic_ref.
+struct stack_entry {
+  std::uint64_t key;          // atomic: key_empty, key_busy or the frames' hash
+  std::int64_t live_samples;  // atomic
+  std::uint32_t depth;        // frames used; written before key is published
+  std::uint32_t unused;
+};
+
+constexpr std::size_t round_up_power_of_two(std::size_t n) {
+  std::size_t p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+// Entries for max_stacks stacks: a load factor of at most 3/4, so that
+// linear probing stays short (about 8 probes for a new stack at worst).
+constexpr std::size_t table_capacity(std::size_t max_stacks) {
+  return round_up_power_of_two(max_stacks + max_stacks / 3 + 1);
+}
+static_assert(table_capacity(heap_profile::max_stacks_limit) + 1 <= index_mask,
+              "an entry index, and the unrecorded one, must fit the cookie's index bits");
+
+std::uint64_t hash_frames(void* const* frames, std::size_t n) noexcept {
+  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= reinterpret_cast<std::uintptr_t>(frames[i]);
+    h *= 0xBF58476D1CE4E5B9ull;  // splitmix64's finaliser, one round per frame
+    h ^= h >> 31;
+  }
+  h ^= h >> 29;
+  return h < 2 ? h + 2 : h;  // 0 and 1 are the empty and busy keys
+}
+
+// ---- names ----
+
+std::string hex(std::uintptr_t value) {
+  char text[2 + 16 + 1];
+  std::snprintf(text, sizeof text, "0x%" PRIxPTR, value);
+  return text;
+}
+
+// A frame of a folded line: no ';' (the frame separator) and no white space
+// (the count follows the last space). A space after ',' or between '>' and
+// '>' only separates tokens and is dropped; any other becomes '_'.
+std::string folded_frame(std::string_view name) {
+  std::string out;
+  out.reserve(name.size());
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    if (c == ';') {
+      out += ':';
+    } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f') {
+      const bool after_comma = !out.empty() && out.back() == ',';
+      const bool between_angles =
+          !out.empty() && out.back() == '>' && i + 1 < name.size() && name[i + 1] == '>';
+      if (!after_comma && !between_angles) out += '_';
+    } else {
+      out += c;
+    }
+  }
+  if (out.empty()) out = "?";
+  return out;
+}
+
+constexpr std::string_view unrecorded_frame = "[memlimits:unrecorded_stack]";
+
+// frame_name(), and with `call_site` the offset of the return address in its
+// function ("f(int)+0x1c"), which tells apart two calls in one function.
+std::string describe(const void* return_address, bool call_site) {
+  const auto address = reinterpret_cast<std::uintptr_t>(return_address);
+  if (address == 0) return "0x0";
+  Dl_info info{};
+  // address - 1 lies in the call instruction: the function that made the
+  // call, also when the call is the last instruction of its function.
+  if (::dladdr(reinterpret_cast<const void*>(address - 1), &info) != 0) {
+    if (info.dli_sname != nullptr && *info.dli_sname != '\0') {
+      int status = 0;
+      std::unique_ptr<char, decltype(&std::free)> demangled(
+          abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status), &std::free);
+      std::string name =
+          status == 0 && demangled ? std::string(demangled.get()) : std::string(info.dli_sname);
+      if (call_site && info.dli_saddr != nullptr) {
+        name += "+" + hex(address - reinterpret_cast<std::uintptr_t>(info.dli_saddr));
+      }
+      return name;
+    }
+    if (info.dli_fname != nullptr && *info.dli_fname != '\0') {
+      const char* slash = std::strrchr(info.dli_fname, '/');
+      return std::string(slash != nullptr ? slash + 1 : info.dli_fname) + "+" +
+             hex(address - reinterpret_cast<std::uintptr_t>(info.dli_fbase));
+    }
+  }
+  return hex(address);
+}
+
+// Names frames once per write: stacks share most of their frames.
+class frame_namer {
+ public:
+  explicit frame_namer(bool call_sites) : call_sites_(call_sites) {}
+  const std::string& operator()(void* frame) {
+    auto [it, inserted] = names_.try_emplace(frame);
+    if (inserted) it->second = describe(frame, call_sites_);
+    return it->second;
+  }
+
+ private:
+  bool call_sites_;
+  std::unordered_map<void*, std::string> names_;
+};
+
+// ---- output ----
+
+// Where a writer's text goes.
+class text_sink {
+ public:
+  virtual void put(std::string_view text) = 0;
+
+ protected:
+  ~text_sink() = default;
+};
+
+class ostream_sink final : public text_sink {
+ public:
+  explicit ostream_sink(std::ostream& out) : out_(out) {}
+  void put(std::string_view text) override {
+    out_.write(text.data(), static_cast<std::streamsize>(text.size()));
+  }
+
+ private:
+  std::ostream& out_;
+};
+
+class file_sink final : public text_sink {
+ public:
+  explicit file_sink(std::FILE* out) : out_(out) {}
+  void put(std::string_view text) override {
+    if (failed_) return;
+    if (std::fwrite(text.data(), 1, text.size(), out_) != text.size()) {
+      failed_ = true;
+      error_ = errno != 0 ? errno : EIO;
+    }
+  }
+  // Throws std::system_error when a write failed.
+  void finish(const char* what) {
+    if (std::fflush(out_) != 0 && !failed_) {
+      failed_ = true;
+      error_ = errno != 0 ? errno : EIO;
+    }
+    if (failed_ || std::ferror(out_) != 0) {
+      throw std::system_error(error_ != 0 ? error_ : EIO, std::generic_category(), what);
+    }
+  }
+
+ private:
+  std::FILE* out_;
+  bool failed_ = false;
+  int error_ = 0;
+};
+
+// Writes through `write(FILE*)` into a temporary file beside `path`, then
+// renames it over `path`: a reader never sees half a profile, and of
+// processes that write the same path (a forked child) the last one wins.
+template <class Write>
+void write_file_atomically(const std::string& path, const char* what, Write&& write) {
+  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
+  std::FILE* file = std::fopen(temporary.c_str(), "w");
+  if (file == nullptr) {
+    throw std::system_error(errno, std::generic_category(),
+                            std::string(what) + ": cannot open " + temporary);
+  }
+  try {
+    write(file);
+  } catch (...) {
+    std::fclose(file);
+    std::remove(temporary.c_str());
+    throw;
+  }
+  if (std::fclose(file) != 0) {
+    const int error = errno;
+    std::remove(temporary.c_str());
+    throw std::system_error(error, std::generic_category(),
+                            std::string(what) + ": cannot write " + temporary);
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    std::remove(temporary.c_str());
+    throw std::system_error(error, std::generic_category(),
+                            std::string(what) + ": cannot rename " + temporary + " to " + path);
+  }
+}
+
+std::string format(const char* pattern, auto... values) {
+  char buffer[256];
+  const int length = std::snprintf(buffer, sizeof buffer, pattern, values...);
+  if (length < 0) return {};
+  if (static_cast<std::size_t>(length) < sizeof buffer) return std::string(buffer, length);
+  std::string text(static_cast<std::size_t>(length), '\0');
+  std::snprintf(text.data(), text.size() + 1, pattern, values...);
+  return text;
+}
+
+std::int64_t total_bytes(const std::vector<heap_stack>& stacks) {
+  std::int64_t total = 0;
+  for (const heap_stack& s : stacks) total += s.live_bytes;
+  return total;
+}
+
+void write_folded_to(const std::vector<heap_stack>& stacks, text_sink& out) {
+  // Stacks of distinct return addresses may have the same names (two calls
+  // in one function): one line per distinct named stack.
+  frame_namer name(false);
+  std::map<std::string, std::int64_t> lines;
+  for (const heap_stack& s : stacks) {
+    std::string line;
+    if (s.frames.empty()) {
+      line = unrecorded_frame;
+    } else {
+      for (std::size_t i = s.frames.size(); i-- > 0;) {  // outermost first
+        line += folded_frame(name(s.frames[i]));
+        if (i != 0) line += ';';
+      }
+    }
+    lines[std::move(line)] += s.live_bytes;
+  }
+  std::vector<std::pair<std::int64_t, const std::string*>> order;
+  order.reserve(lines.size());
+  for (const auto& [line, bytes] : lines) order.emplace_back(bytes, &line);
+  std::stable_sort(order.begin(), order.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (const auto& [bytes, line] : order) {
+    out.put(*line);
+    out.put(format(" %lld\n", static_cast<long long>(bytes)));
+  }
+}
+
+std::string readable_bytes(double bytes) {
+  static constexpr const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  std::size_t unit = 0;
+  while (bytes >= 1024 && unit + 1 < std::size(units)) {
+    bytes /= 1024;
+    ++unit;
+  }
+  return unit == 0 ? format("%.0f %s", bytes, units[unit]) : format("%.1f %s", bytes, units[unit]);
+}
+
+void write_top_to(const std::vector<heap_stack>& stacks, double rate, std::size_t top,
+                  text_sink& out) {
+  const std::int64_t total = total_bytes(stacks);
+  std::uint64_t samples = 0;
+  for (const heap_stack& s : stacks) samples += s.samples;
+  out.put(
+      format("memlimits heap profile: %s live (%lld bytes, estimated from %llu samples at "
+             "rate %g), %zu stacks\n",
+             readable_bytes(static_cast<double>(total)).c_str(), static_cast<long long>(total),
+             static_cast<unsigned long long>(samples), rate, stacks.size()));
+  if (stacks.empty()) return;
+  out.put(format("%5s %16s %7s %9s  %s\n", "rank", "live bytes", "share", "samples",
+                 "callstack, innermost frame first"));
+  static constexpr std::string_view indent = "                                         ";  // 41
+  frame_namer name(true);
+  const std::size_t rows = std::min(top, stacks.size());
+  for (std::size_t rank = 0; rank < rows; ++rank) {
+    const heap_stack& s = stacks[rank];
+    const double share =
+        total > 0 ? 100.0 * static_cast<double>(s.live_bytes) / static_cast<double>(total) : 0.0;
+    out.put(format("%5zu %16lld %6.2f%% %9llu  ", rank + 1, static_cast<long long>(s.live_bytes),
+                   share, static_cast<unsigned long long>(s.samples)));
+    if (s.frames.empty()) {
+      out.put(unrecorded_frame);
+      out.put("\n");
+    }
+    for (std::size_t i = 0; i < s.frames.size(); ++i) {
+      if (i != 0) {
+        out.put(indent);
+        out.put("<- ");
+      }
+      out.put(name(s.frames[i]));
+      out.put("\n");
+    }
+  }
+  if (rows < stacks.size()) {
+    std::int64_t rest = 0;
+    for (std::size_t i = rows; i < stacks.size(); ++i) rest += stacks[i].live_bytes;
+    out.put(
+        format("%zu more stacks hold %lld bytes (%.2f%%)\n", stacks.size() - rows,
+               static_cast<long long>(rest),
+               total > 0 ? 100.0 * static_cast<double>(rest) / static_cast<double>(total) : 0.0));
+  }
+}
+
+}  // namespace
+
+std::string frame_name(const void* return_address) { return describe(return_address, false); }
+
+// The tracker and its table; the profile that feeds it is the last member,
+// so that it stops (waiting for callbacks in flight) before the table goes.
+class heap_profile::impl final : public tracker {
+ public:
+  impl(double rate, std::size_t depth, std::size_t max_stacks)
+      : rate_(rate),
+        depth_(depth),
+        limit_(max_stacks),
+        capacity_(table_capacity(max_stacks)),
+        table_(capacity_, depth),
+        entries_(table_.entries()),
+        frames_(table_.frames()),
+        profile_(*this, rate, depth) {}
+
+  void* on_alloc(const allocation& a) override {
+    if (a.n_samples > max_cookie_samples) return nullptr;  // a block beyond 4 TiB at rate 1
+    const std::size_t n = a.callstack.size() < depth_ ? a.callstack.size() : depth_;
+    const std::size_t index = n == 0 ? capacity_ : find_or_insert(a.callstack.data(), n);
+    std::atomic_ref<std::int64_t>(live_of(index))
+        .fetch_add(static_cast<std::int64_t>(a.n_samples), std::memory_order_relaxed);
+    return reinterpret_cast<void*>(
+        static_cast<std::uintptr_t>((a.n_samples << index_bits) | (index + 1)));
+  }
+
+  void on_free(void* cookie) noexcept override {
+    const auto bits = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(cookie));
+    const std::size_t index = static_cast<std::size_t>((bits & index_mask) - 1);
+    std::atomic_ref<std::int64_t>(live_of(index))
+        .fetch_sub(static_cast<std::int64_t>(bits >> index_bits), std::memory_order_relaxed);
+  }
+
+  std::vector<heap_stack> snapshot() const {
+    std::vector<heap_stack> stacks;
+    for (std::size_t i = 0; i < capacity_; ++i) {
+      stack_entry& e = entries_[i];
+      if (std::atomic_ref<std::uint64_t>(e.key).load(std::memory_order_acquire) < 2) continue;
+      const std::int64_t live =
+          std::atomic_ref<std::int64_t>(e.live_samples).load(std::memory_order_relaxed);
+      if (live <= 0) continue;
+      void* const* frames = frames_ + i * depth_;
+      stacks.push_back(
+          {std::vector<void*>(frames, frames + e.depth), 0, static_cast<std::uint64_t>(live)});
+    }
+    const std::int64_t unrecorded =
+        std::atomic_ref<std::int64_t>(unrecorded_live_).load(std::memory_order_relaxed);
+    if (unrecorded > 0) stacks.push_back({{}, 0, static_cast<std::uint64_t>(unrecorded)});
+    // Merge the entries of one stack (see the file comment).
+    std::sort(stacks.begin(), stacks.end(),
+              [](const heap_stack& a, const heap_stack& b) { return a.frames < b.frames; });
+    std::vector<heap_stack> merged;
+    merged.reserve(stacks.size());
+    for (heap_stack& s : stacks) {
+      if (!merged.empty() && merged.back().frames == s.frames) {
+        merged.back().samples += s.samples;
+      } else {
+        merged.push_back(std::move(s));
+      }
+    }
+    for (heap_stack& s : merged) s.live_bytes = core::sample_weight_bytes(s.samples, rate_);
+    std::stable_sort(merged.begin(), merged.end(), [](const heap_stack& a, const heap_stack& b) {
+      if (a.live_bytes != b.live_bytes) return a.live_bytes > b.live_bytes;
+      return a.samples > b.samples;
+    });
+    return merged;
+  }
+
+  profile& feed() noexcept { return profile_; }
+  const profile& feed() const noexcept { return profile_; }
+  double rate() const noexcept { return rate_; }
+  std::size_t depth() const noexcept { return depth_; }
+
+ private:
+  // The pages of the table: capacity entries, then capacity * depth frames.
+  class mapping {
+   public:
+    mapping(std::size_t capacity, std::size_t depth)
+        : frames_offset_(capacity * sizeof(stack_entry)),
+          bytes_(frames_offset_ + capacity * depth * sizeof(void*)),
+          pages_(platform::map_pages(bytes_)) {
+      if (pages_ == nullptr) throw std::bad_alloc();
+    }
+    ~mapping() { platform::unmap_pages(pages_, bytes_); }
+    mapping(const mapping&) = delete;
+    mapping& operator=(const mapping&) = delete;
+    stack_entry* entries() const noexcept { return static_cast<stack_entry*>(pages_); }
+    void** frames() const noexcept {
+      return reinterpret_cast<void**>(static_cast<char*>(pages_) + frames_offset_);
+    }
+
+   private:
+    std::size_t frames_offset_;
+    std::size_t bytes_;
+    void* pages_;
+  };
+
+  std::int64_t& live_of(std::size_t index) const noexcept {
+    return index == capacity_ ? unrecorded_live_ : entries_[index].live_samples;
+  }
+
+  // The entry of the stack frames[0..n), inserted if new; capacity_ when the
+  // table holds max_stacks stacks already (or no free entry was found).
+  std::size_t find_or_insert(void* const* frames, std::size_t n) noexcept {
+    const std::uint64_t hash = hash_frames(frames, n);
+    const std::size_t mask = capacity_ - 1;
+    for (std::size_t probe = 0; probe < capacity_; ++probe) {
+      const std::size_t index = (static_cast<std::size_t>(hash) + probe) & mask;
+      stack_entry& e = entries_[index];
+      std::atomic_ref<std::uint64_t> key(e.key);
+      std::uint64_t seen = key.load(std::memory_order_acquire);
+      if (seen == key_empty) {
+        if (used_.load(std::memory_order_relaxed) >= limit_) return capacity_;
+        if (key.compare_exchange_strong(seen, key_busy, std::memory_order_acquire)) {
+          used_.fetch_add(1, std::memory_order_relaxed);
+          std::copy_n(frames, n, frames_ + index * depth_);
+          e.depth = static_cast<std::uint32_t>(n);
+          key.store(hash, std::memory_order_release);
+          return index;
+        }
+        // Another thread claimed it: `seen` is its key now.
+      }
+      if (seen == hash && e.depth == n &&
+          std::equal(frames, frames + n, frames_ + index * depth_)) {
+        return index;
+      }
+    }
+    return capacity_;
+  }
+
+  double rate_;
+  std::size_t depth_;
+  std::size_t limit_;
+  std::size_t capacity_;
+  mapping table_;
+  stack_entry* entries_;
+  void** frames_;
+  std::atomic<std::size_t> used_{0};
+  // Live samples of the blocks whose stack found no entry, or had no frame
+  // (atomic_ref).
+  mutable std::int64_t unrecorded_live_ = 0;
+  profile profile_;
+};
+
+static_assert(std::atomic_ref<std::uint64_t>::required_alignment <= alignof(std::uint64_t));
+static_assert(std::atomic_ref<std::int64_t>::required_alignment <= alignof(std::int64_t));
+
+heap_profile::heap_profile(double sampling_rate, std::size_t callstack_size,
+                           std::size_t max_stacks) {
+  if (!(sampling_rate > 0.0 && sampling_rate <= 1.0)) {
+    throw std::invalid_argument(
+        "memlimits::memprof::heap_profile: sampling_rate must be in (0, 1], got " +
+        std::to_string(sampling_rate));
+  }
+  if (callstack_size < 1 || callstack_size > profile::max_callstack_size) {
+    throw std::invalid_argument("memlimits::memprof::heap_profile: callstack_size must be in [1, " +
+                                std::to_string(profile::max_callstack_size) + "], got " +
+                                std::to_string(callstack_size));
+  }
+  if (max_stacks < 1 || max_stacks > max_stacks_limit) {
+    throw std::invalid_argument("memlimits::memprof::heap_profile: max_stacks must be in [1, " +
+                                std::to_string(max_stacks_limit) + "], got " +
+                                std::to_string(max_stacks));
+  }
+  impl_ = std::make_unique<impl>(sampling_rate, callstack_size, max_stacks);
+}
+
+heap_profile::~heap_profile() = default;
+
+void heap_profile::stop() noexcept { impl_->feed().stop(); }
+bool heap_profile::running() const noexcept { return impl_->feed().running(); }
+double heap_profile::sampling_rate() const noexcept { return impl_->rate(); }
+std::size_t heap_profile::callstack_size() const noexcept { return impl_->depth(); }
+
+std::vector<heap_stack> heap_profile::snapshot() const { return impl_->snapshot(); }
+
+std::int64_t heap_profile::live_bytes() const { return total_bytes(impl_->snapshot()); }
+
+void heap_profile::write_folded(std::ostream& out) const {
+  ostream_sink sink(out);
+  write_folded_to(impl_->snapshot(), sink);
+}
+
+void heap_profile::write_folded(std::FILE* out) const {
+  file_sink sink(out);
+  write_folded_to(impl_->snapshot(), sink);
+  sink.finish("memlimits::memprof::heap_profile::write_folded");
+}
+
+void heap_profile::write_folded(const std::string& path) const {
+  write_file_atomically(path, "memlimits::memprof::heap_profile::write_folded",
+                        [this](std::FILE* file) { write_folded(file); });
+}
+
+void heap_profile::write_top(std::ostream& out, std::size_t top) const {
+  ostream_sink sink(out);
+  write_top_to(impl_->snapshot(), impl_->rate(), top, sink);
+}
+
+void heap_profile::write_top(std::FILE* out, std::size_t top) const {
+  file_sink sink(out);
+  write_top_to(impl_->snapshot(), impl_->rate(), top, sink);
+  sink.finish("memlimits::memprof::heap_profile::write_top");
+}
+
+void heap_profile::write_top(const std::string& path, std::size_t top) const {
+  write_file_atomically(path, "memlimits::memprof::heap_profile::write_top",
+                        [this, top](std::FILE* file) { write_top(file, top); });
+}
+
+}  // namespace memlimits::memprof
