@@ -125,6 +125,11 @@ inline const alloc_form throwing_forms[] = {
 inline void* new_block(std::size_t bytes) { return opaque(new_form.allocate)(bytes); }
 inline void delete_block(void* p, std::size_t bytes) { opaque(new_form.release)(p, bytes); }
 
+// Allocates and frees `count` blocks of `bytes`: count * bytes counted.
+inline void churn(int count, std::size_t bytes) {
+  for (int i = 0; i < count; ++i) delete_block(new_block(bytes), bytes);
+}
+
 // Allocates blocks of `bytes` with `form` into `blocks` until an allocation
 // throws (the exception propagates) or the storage is full (the limit did
 // not hold: the caller's count check fails). Allocates nothing else.

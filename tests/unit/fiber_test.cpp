@@ -31,17 +31,9 @@
 namespace {
 
 using memlimits::fiber;
-using memlimits::testing::opaque;
-
-void* allocate(std::size_t bytes) {
-  return opaque(static_cast<void* (*)(std::size_t)>(&::operator new))(bytes);
-}
-void release(void* p) { opaque(static_cast<void (*)(void*)>(&::operator delete))(p); }
-
-// Allocates and frees `count` blocks of `bytes`: count * bytes counted.
-void churn(int count, std::size_t bytes) {
-  for (int i = 0; i < count; ++i) release(allocate(bytes));
-}
+using memlimits::testing::churn;
+using memlimits::testing::delete_block;
+using memlimits::testing::new_block;
 
 std::vector<memlimits::task_info> fiber_tasks() {
   std::vector<memlimits::task_info> out;
@@ -65,8 +57,8 @@ struct stepper {
       outcome.emplace(guard([&] {
         for (;;) {
           for (int i = 0; i < per_step; ++i) {
-            void* p = allocate(size);
-            if (keep != nullptr) keep->push_back(p); else release(p);
+            void* p = new_block(size);
+            if (keep != nullptr) keep->push_back(p); else delete_block(p, size);
           }
           ++steps;
           caller = std::move(caller).resume();
@@ -225,7 +217,7 @@ TEST(Fiber, MemoryLimitFreesAreCreditedToTheFiberThatAllocated) {
   stepper f([](auto&& work) { return memlimits::limit_memory(64 * 40, work); }, 10, 64, &kept);
   f.step();  // 640 B live, charged to the fiber
   std::thread([&] {
-    for (void* p : kept) release(p);  // freed by another thread, unguarded
+    for (void* p : kept) delete_block(p, 64);  // freed by another thread, unguarded
   }).join();
   kept.clear();
   for (int i = 0; i < 4; ++i) f.step();  // 40 live: at the limit, not above
@@ -237,7 +229,7 @@ TEST(Fiber, MemoryLimitFreesAreCreditedToTheFiberThatAllocated) {
   ASSERT_FALSE(f.outcome->has_value());
   EXPECT_EQ(f.outcome->error().kind(), memlimits::limit_kind::memory);
   EXPECT_EQ(f.outcome->usage().allocated_bytes, 64u * 50);
-  for (void* p : kept) release(p);
+  for (void* p : kept) delete_block(p, 64);
 }
 
 // Counts live instances: destructors that unwinding must run.

@@ -29,16 +29,9 @@
 
 namespace {
 
-using memlimits::testing::opaque;
-using memlimits::testing::sink;
-
-void* allocate(std::size_t bytes) { return opaque(static_cast<void* (*)(std::size_t)>(&::operator new))(bytes); }
-void release(void* p) { opaque(static_cast<void (*)(void*)>(&::operator delete))(p); }
-
-// Allocates and frees `count` blocks of `bytes`: count * bytes counted.
-void churn(int count, std::size_t bytes) {
-  for (int i = 0; i < count; ++i) release(allocate(bytes));
-}
+using memlimits::testing::churn;
+using memlimits::testing::delete_block;
+using memlimits::testing::new_block;
 
 #define SKIP_UNDER_SANITIZERS()                                                          \
   if (memlimits::testing::sanitized)                                                     \
@@ -115,7 +108,7 @@ TEST(TaskScope, AnExactLimitHoldsAcrossSwitches) {
   ctx::fiber body{[&](ctx::fiber&& caller) {
     auto r = memlimits::limit_allocations(64 * 100, [&] {
       for (;;) {
-        kept.push_back(allocate(64));  // kept: no reallocation (reserved)
+        kept.push_back(new_block(64));  // kept: no reallocation (reserved)
         ++successes;
         caller = std::move(caller).resume();  // yield after each block
       }
@@ -135,7 +128,7 @@ TEST(TaskScope, AnExactLimitHoldsAcrossSwitches) {
   EXPECT_FALSE(body);
   EXPECT_TRUE(interrupted);
   EXPECT_EQ(successes, 100);
-  for (void* p : kept) release(p);
+  for (void* p : kept) delete_block(p, 64);
 }
 
 // A fiber that runs a guarded loop: it allocates `per_step` blocks of 64 B
@@ -151,8 +144,8 @@ struct guarded_fiber {
       outcome.emplace(guard([&] {
         for (int step = 0;; ++step) {
           for (int i = 0; i < per_step; ++i) {
-            void* p = allocate(64);
-            if (keep != nullptr) keep->push_back(p); else release(p);
+            void* p = new_block(64);
+            if (keep != nullptr) keep->push_back(p); else delete_block(p, 64);
           }
           caller = std::move(caller).resume();
         }
@@ -224,7 +217,7 @@ TEST(TaskFiber, MemoryFreesAreCreditedToTheFiberThatAllocated) {
   f.step();  // 640 B live, charged to the fiber's context
   // Another thread frees them; the fiber can then allocate 40 more blocks.
   std::thread([&] {
-    for (void* p : kept) release(p);
+    for (void* p : kept) delete_block(p, 64);
   }).join();
   kept.clear();
   f.step();
@@ -237,7 +230,7 @@ TEST(TaskFiber, MemoryFreesAreCreditedToTheFiberThatAllocated) {
   ASSERT_FALSE(f.outcome->has_value());
   EXPECT_EQ(f.outcome->error().kind(), memlimits::limit_kind::memory);
   EXPECT_EQ(f.outcome->usage().allocated_bytes, 64u * 50);  // the refused block is not counted
-  for (void* p : kept) release(p);
+  for (void* p : kept) delete_block(p, 64);
 }
 
 TEST(TaskFiber, NestedGuardsInsideAFiber) {
