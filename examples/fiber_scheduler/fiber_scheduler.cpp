@@ -226,8 +226,8 @@ double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
 
 class scheduler {
  public:
-  explicit scheduler(std::vector<job>& jobs) : jobs_(jobs) {
-    for (job& j : jobs_) ready_.push_back(&j);
+  explicit scheduler(std::vector<job>& jobs) {
+    for (job& j : jobs) ready_.push_back(&j);
   }
 
   void run_workers() {
@@ -276,7 +276,6 @@ class scheduler {
     std::fflush(stdout);
   }
 
-  std::vector<job>& jobs_;
   std::mutex lock_;
   std::deque<job*> ready_;
   int running_ = 0;

@@ -69,11 +69,11 @@ void release(fiber_control* control) noexcept {
 // this context's fake stack while it is suspended (null: it ends). The
 // caller then announces the switch (fiber_sanitizer::start_switch).
 [[gnu::noinline]] void leave(void** save, const fiber_peer& target, bool ending,
-                             fiber_control* self, fiber_control* unwinding) noexcept {
+                             fiber_control* unwinding) noexcept {
   hand_off& h = handoff;
   h.from = fiber_peer{};
   h.from.task = &current_task();
-  h.from.control = self;
+  h.from.control = running;
   h.from.fake_stack = save;
   h.from.tsan_fiber = fiber_sanitizer::current_context();
   h.pending = true;
@@ -104,8 +104,6 @@ void release(fiber_control* control) noexcept {
   }
   return h.from;
 }
-
-fiber_control* running_fiber() noexcept { return running; }
 
 // A fiber's first entry receives its record: marks it started.
 void* first_entry(const fiber_peer& target) noexcept {
@@ -158,7 +156,7 @@ fiber_arrival fiber_jump(fcontext::fcontext_t to, const fiber_peer& target,
   if (ontop != nullptr) {
     args->target_fake_stack = target.fake_stack != nullptr ? *target.fake_stack : nullptr;
   }
-  leave(&fake_stack, target, false, running_fiber(), unwinding);
+  leave(&fake_stack, target, false, unwinding);
   fiber_sanitizer::start_switch(&fake_stack, target.stack_bottom, target.stack_size);
   fiber_sanitizer::switch_to(tsan_target);
   // A context that never ran has no frame to run a function on top of:
@@ -194,7 +192,8 @@ __attribute__((no_sanitize("address"))) void fiber_exit(fcontext::fcontext_t to,
   void* const tsan_target = target.tsan_fiber;
   const void* const bottom = target.stack_bottom;
   const std::size_t size = target.stack_size;
-  leave(nullptr, target, true, self, nullptr);  // `target` may be on the fake stack: read before
+  MEMLIMITS_CHECK(self == running, "a memlimits::fiber ended on a stack that is not its own");
+  leave(nullptr, target, true, nullptr);  // `target` may be on the fake stack: read before
   fiber_sanitizer::start_switch(nullptr, bottom, size);
   fiber_sanitizer::switch_to(tsan_target);
   fcontext::jump_fcontext(to, start.record != nullptr ? &start : nullptr);
