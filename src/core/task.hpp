@@ -10,18 +10,22 @@
 //
 // Protocol of one allocation on the slow path of a guarded thread:
 //   1. core::on_event(bytes)             the block is in the stream;
-//   2. admit(bytes, kind, false)         before the block exists: exact
+//   2. admit(bytes, kind, false, from)   before the block exists: exact
 //                                        allocation limits, tokens, a task
 //                                        already interrupted;
 //   3. the block is allocated; its samples are dispatched (the engine's
 //      subscriber charges them, and may trip a memory or global limit);
-//   4. admit(bytes, kind, true)          only if it was sampled: refuse it if
+//   4. admit(bytes, kind, true, from)    only if it was sampled: refuse it if
 //                                        a limit tripped in step 3.
 // A refusing admit() has already taken the block out of the stream
 // (refund_event) and, for operator new (throwing or not), left `raise_` set:
 // the hook frees what it allocated and returns null; operator new then sees
 // take_refusal() and raises (or, nothrow, returns null without calling the
-// new_handler). Everything here is noexcept but raise().
+// new_handler). `from` is the entry point's return address: where a
+// limit_reached raised by operator new would first arrive, so that the engine
+// can tell whether a handler would catch it there (a throw that would reach a
+// noexcept boundary is deferred instead). Everything here is noexcept but
+// raise().
 // Layer 2.
 #pragma once
 
@@ -42,7 +46,8 @@ enum class call_kind : std::uint8_t {
 struct task_ops {
   // True: the allocation is refused (see above). Sampling is on; must not
   // allocate through the hooks.
-  bool (*admit)(void* task, std::size_t bytes, call_kind kind, bool after_dispatch) noexcept;
+  bool (*admit)(void* task, std::size_t bytes, call_kind kind, bool after_dispatch,
+                const void* from) noexcept;
   // Throws the calling task's interruption (limit_reached).
   void (*raise)();
 };
@@ -52,11 +57,11 @@ void install_task_ops(const task_ops& ops) noexcept;
 extern const task_ops* installed_task_ops;
 
 // Step 2 or 4 above, for the hooks.
-MEMLIMITS_ALWAYS_INLINE bool task_refuses(std::size_t bytes, call_kind kind,
-                                          bool after_dispatch) noexcept {
+MEMLIMITS_ALWAYS_INLINE bool task_refuses(std::size_t bytes, call_kind kind, bool after_dispatch,
+                                          const void* from) noexcept {
   thread_state& s = this_thread_state();
   if (s.task_ == nullptr || s.reentry_ > 0) return false;
-  return installed_task_ops->admit(s.task_, bytes, kind, after_dispatch);
+  return installed_task_ops->admit(s.task_, bytes, kind, after_dispatch, from);
 }
 
 // After an entry point got null: whether a limit refused the allocation

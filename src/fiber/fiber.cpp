@@ -127,6 +127,8 @@ fiber_control* fiber_create(void* record, void (*destroy)(void*) noexcept, const
   if (memory == nullptr) throw std::bad_alloc();
   auto* control = new (memory) fiber_control{};
   control->own.fiber = true;
+  control->own.stack_low = reinterpret_cast<std::uintptr_t>(stack_bottom);
+  control->own.stack_high = control->own.stack_low + stack_size;
   control->record = record;
   control->destroy_record = destroy;
   control->stack_bottom = stack_bottom;

@@ -54,7 +54,7 @@ void* allocate_sampled(std::size_t bytes, std::size_t alignment, source origin, 
 void* allocate_slow(std::size_t bytes, std::size_t alignment, source origin, bool zero,
                     call_kind kind, void* caller) noexcept {
   const std::uint64_t samples = core::on_event(bytes);
-  if (core::task_refuses(bytes, kind, false)) {
+  if (core::task_refuses(bytes, kind, false, caller)) {
     errno = ENOMEM;
     return nullptr;
   }
@@ -64,7 +64,7 @@ void* allocate_slow(std::size_t bytes, std::size_t alignment, source origin, boo
     core::refund_event(bytes);  // errno is ENOMEM, as glibc set it
     return nullptr;
   }
-  if (samples != 0 && core::task_refuses(bytes, kind, true)) {
+  if (samples != 0 && core::task_refuses(bytes, kind, true, caller)) {
     // A limit tripped on this block's samples: it is the one interrupted.
     deallocate_slow(p);
     errno = ENOMEM;
@@ -88,7 +88,7 @@ void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* call
   // `accepted`: the fast path counted the block; undo that if it fails.
   const bool accepted = !event_pending && core::consume(bytes);
   const std::uint64_t samples = accepted ? 0 : core::on_event(bytes);
-  if (!accepted && core::task_refuses(bytes, call_kind::c_library, false)) {
+  if (!accepted && core::task_refuses(bytes, call_kind::c_library, false, caller)) {
     errno = ENOMEM;  // p is left untouched, as for any failed realloc
     return nullptr;
   }
@@ -101,7 +101,7 @@ void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* call
     q = samples == 0 ? platform::system::malloc(bytes)
                      : allocate_sampled(bytes, 0, source::malloc, false, samples, caller);
     if (q != nullptr && samples != 0 &&
-        core::task_refuses(bytes, call_kind::c_library, true)) {
+        core::task_refuses(bytes, call_kind::c_library, true, caller)) {
       deallocate_slow(q);
       errno = ENOMEM;
       return nullptr;

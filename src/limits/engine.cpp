@@ -23,6 +23,7 @@
 #include "core/subscribers.hpp"
 #include "core/task.hpp"
 #include "limits/global_memory.hpp"
+#include "limits/raise_point.hpp"
 #include "limits/task.hpp"
 #include "limits/token_state.hpp"
 #include "platform/system_allocator.hpp"
@@ -42,13 +43,22 @@ struct charge {
   std::int64_t samples;   // samples credited back
 };
 
-bool eligible(const task& t, core::call_kind kind) noexcept {
+// Whether an interrupted task's allocation is refused now, or succeeds with
+// the interruption deferred: operator new raises only where a handler would
+// catch limit_reached before a noexcept boundary (limits/raise_point.cpp).
+bool eligible(task& t, core::call_kind kind, const void* from) noexcept {
   if (t.masks > 0 || std::uncaught_exceptions() > 0) return false;
-  return kind != core::call_kind::c_library ||
-         engine.on_malloc.load(std::memory_order_relaxed) == malloc_policy::fail;
+  switch (kind) {
+    case core::call_kind::throwing: return may_raise_here(t, from);
+    case core::call_kind::nothrow: return true;
+    case core::call_kind::c_library:
+      return engine.on_malloc.load(std::memory_order_relaxed) == malloc_policy::fail;
+  }
+  return false;
 }
 
-bool admit(void* opaque, std::size_t bytes, core::call_kind kind, bool after_dispatch) noexcept {
+bool admit(void* opaque, std::size_t bytes, core::call_kind kind, bool after_dispatch,
+           const void* from) noexcept {
   task& t = *static_cast<task*>(opaque);
   if (!after_dispatch) {
     const std::uint64_t position = task_position(t);  // includes this block
@@ -69,7 +79,7 @@ bool admit(void* opaque, std::size_t bytes, core::call_kind kind, bool after_dis
     }
   }
   bool refuse = false;
-  if (t.tripped > 0 && eligible(t, kind)) {
+  if (t.tripped > 0 && eligible(t, kind, from)) {
     refuse = true;
     core::refund_event(bytes);
     if (kind != core::call_kind::c_library) core::this_thread_state().raise_ = 1;

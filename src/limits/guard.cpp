@@ -118,6 +118,10 @@ guard_scope::guard_scope(limit_kind kind, std::uint64_t limit, const token* t,
       c->tripped.store(true, std::memory_order_relaxed);
     }
   }
+  // The stack pointer of the frame that holds the guard (this function's
+  // CFA): the guarded code makes its calls below it, that frame at it
+  // (limits/raise_point.cpp stops the handler search there).
+  c->frame_boundary = reinterpret_cast<std::uintptr_t>(__builtin_dwarf_cfa());
   c->start_position = task_position(owner);
   context_ = push_context(owner, c);
 }

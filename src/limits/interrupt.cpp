@@ -3,6 +3,7 @@
 #include <exception>
 
 #include "core/sampler.hpp"
+#include "limits/raise_point.hpp"
 #include "limits/task.hpp"
 #include "memlimits/limits.hpp"
 
@@ -45,8 +46,10 @@ detail::task& checked_task() noexcept {
 bool is_interrupted() noexcept { return checked_task().tripped > 0; }
 
 void poll() {
-  const detail::task& t = checked_task();
-  if (t.tripped > 0 && t.masks == 0 && std::uncaught_exceptions() == 0) {
+  const void* const from = __builtin_return_address(0);
+  detail::task& t = checked_task();
+  if (t.tripped > 0 && t.masks == 0 && std::uncaught_exceptions() == 0 &&
+      detail::may_raise_here(t, from)) {
     // As at an allocation point: building the exception is not the task's.
     core::sampling_off off;
     throw limit_reached(t.raise_kind);

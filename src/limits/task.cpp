@@ -253,6 +253,20 @@ task* switch_task(task* to) noexcept {
   return previous;
 }
 
+bool running_stack(task& t, std::uintptr_t* low, std::uintptr_t* high) noexcept {
+  task* owner = &t;
+  if (owner->stack_high == 0) {
+    if (owner->fiber) owner = &own_task();  // a memlimits::task: on the thread's stack, if any
+    if (owner->stack_high == 0 && owner == &own_task() &&
+        !platform::thread_stack(&owner->stack_low, &owner->stack_high)) {
+      owner->stack_low = owner->stack_high = 0;
+    }
+  }
+  *low = owner->stack_low;
+  *high = owner->stack_high;
+  return *high != 0;
+}
+
 std::thread::id task_thread(const task& t) noexcept {
   std::thread::id id;
   std::memcpy(&id, t.thread_id, sizeof id);

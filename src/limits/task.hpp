@@ -44,6 +44,10 @@ struct context {
   context* parent;                 // enclosing context of the same task (a reference)
   token_state* token;              // limit_with_token (a reference)
   token_watch* watch;              // this context's registration with the token
+  // The CFA of the guard's entry (guard_scope's constructor), i.e. the
+  // stack pointer of the frame that holds the guard: the frames of the
+  // guarded code lie below it (limits/raise_point.cpp). 0: unknown.
+  std::uintptr_t frame_boundary = 0;
 
   std::atomic<std::uint64_t> allocated{0};  // as of the owner's last slow path; exact at exit
   std::atomic<std::uint64_t> samples{0};
@@ -57,6 +61,22 @@ struct context {
   std::atomic<std::uint32_t> references{1};
 };
 
+// noexcept boundaries that the handler search found above the task's
+// allocation points, remembered while they are still on the stack so that
+// an interrupted task that keeps allocating inside one does not walk its
+// stack at every allocation (limits/raise_point.cpp). Owner thread only.
+struct deferral_cache {
+  struct entry {
+    std::uintptr_t sp = 0;           // the boundary frame's stack pointer at its call; 0: free
+    std::uintptr_t return_to = 0;    // that call's return address, as stored on the stack
+    std::uint32_t skips_left = 0;    // allocations deferred before searching again
+    std::uint32_t next_skips = 0;    // the next budget (doubling, capped)
+  };
+  static constexpr int size = 4;
+  entry entries[size];
+  std::uint32_t next_victim = 0;
+};
+
 struct task {
   context* innermost = nullptr;  // owner writes under lock_
   std::uint32_t depth = 0;       // active contexts
@@ -68,6 +88,12 @@ struct task {
   std::uint64_t position_base = 0;
   std::uint64_t suspended_position = 0;  // the task's position while not current
   bool fiber = false;                    // a memlimits::task, not a thread's own
+  // The stack the task always runs on: a memlimits::fiber's (set by
+  // src/fiber/), the thread's own (found when first needed); none (0, 0)
+  // for a memlimits::task, which runs on whichever stack made it current.
+  std::uintptr_t stack_low = 0;
+  std::uintptr_t stack_high = 0;
+  deferral_cache deferrals;
 
   // Registry of tasks that have entered a guard (tasks(), thread exit).
   core::spinlock lock_;
@@ -119,5 +145,12 @@ void unregister_task(task& t) noexcept;
 task* switch_task(task* to) noexcept;
 
 std::thread::id task_thread(const task& t) noexcept;
+
+// The bounds of the stack that the calling task runs on, if known: a
+// memlimits::fiber's own, else the calling thread's (looked up once per
+// thread, with sampling off by the caller). A memlimits::task made current
+// on another stack (a fiber's, a coroutine library's) gets the thread's
+// bounds, which do not contain its stack pointer: callers check that.
+bool running_stack(task& t, std::uintptr_t* low, std::uintptr_t* high) noexcept;
 
 }  // namespace memlimits::detail

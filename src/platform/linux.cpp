@@ -186,6 +186,19 @@ void prepare_unwinder() noexcept {
   capture_callstack(frames, 2, nullptr);
 }
 
+bool thread_stack(std::uintptr_t* low, std::uintptr_t* high) noexcept {
+  pthread_attr_t attributes;
+  if (::pthread_getattr_np(::pthread_self(), &attributes) != 0) return false;
+  void* address = nullptr;
+  std::size_t size = 0;
+  const bool ok = ::pthread_attr_getstack(&attributes, &address, &size) == 0 && size != 0;
+  ::pthread_attr_destroy(&attributes);
+  if (!ok) return false;
+  *low = reinterpret_cast<std::uintptr_t>(address);
+  *high = *low + size;
+  return true;
+}
+
 void yield() noexcept { ::sched_yield(); }
 
 std::uint64_t monotonic_ns() noexcept {

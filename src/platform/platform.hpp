@@ -62,6 +62,11 @@ std::size_t capture_callstack(void** frames, std::size_t max,
                               void* after) noexcept;
 void prepare_unwinder() noexcept;
 
+// The calling thread's own stack (not a fiber's it may be running on):
+// [low, high). False if it cannot be told. The main thread's is read from
+// /proc/self/maps by glibc, which allocates: call it with sampling off.
+bool thread_stack(std::uintptr_t* low, std::uintptr_t* high) noexcept;
+
 void yield() noexcept;
 
 // A monotonic clock, in nanoseconds; cheap (vDSO, coarse resolution is fine).

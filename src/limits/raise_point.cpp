@@ -1,0 +1,103 @@
+// limits/raise_point.cpp — may an interrupted task raise here? The handler
+// search of platform/ answers for one call site; this file chooses where the
+// search may stop (the innermost tripped guard's frame) and remembers the
+// noexcept boundaries it found, so that a task that keeps allocating inside
+// one while interrupted does not walk its stack at every allocation.
+// Layer 5.
+#include "limits/raise_point.hpp"
+
+#include "core/sampler.hpp"
+#include "platform/handler_search.hpp"
+
+namespace memlimits::detail {
+namespace {
+
+// A boundary found by a search is remembered with its frame's stack pointer
+// at the call it was making and that call's return address, as stored on
+// the stack: while both still match, the frame is still making that call
+// (or is again, at the same depth), above the allocation, and the
+// allocation is deferred without a search. Matching frames are not always
+// the same activation (a loop that makes the same call again after the
+// region was left), so a remembered boundary
+// is searched again after 1, 2, 4, ... max_skips deferred allocations: a
+// long noexcept region costs about one search per max_skips allocations,
+// and a false match defers at most max_skips allocations.
+constexpr std::uint32_t max_skips = 256;
+
+const context* innermost_tripped(const task& t) noexcept {
+  for (const context* c = t.innermost; c != nullptr; c = c->parent) {
+    if (c->tripped.load(std::memory_order_relaxed)) return c;
+  }
+  return nullptr;
+}
+
+// Whether a remembered boundary lets this allocation be deferred at once.
+// Entries whose frame has left the stack are dropped. `sp` and the entries
+// lie on [low, high), the stack the task runs on: reading a return address
+// there is safe.
+bool defer_remembered(deferral_cache& cache, std::uintptr_t sp, std::uintptr_t high) noexcept {
+  for (deferral_cache::entry& e : cache.entries) {
+    if (e.sp == 0) continue;
+    if (e.sp <= sp || e.sp > high || platform::return_address_at(e.sp) != e.return_to) {
+      e = {};  // returned: the region was left
+      continue;
+    }
+    if (e.skips_left > 0) {
+      --e.skips_left;
+      return true;
+    }
+  }
+  return false;
+}
+
+void remember(deferral_cache& cache, const platform::handler_answer& found) noexcept {
+  for (deferral_cache::entry& e : cache.entries) {
+    if (e.sp == found.boundary_sp && e.return_to == found.boundary_return) {
+      e.next_skips = e.next_skips * 2 > max_skips ? max_skips : e.next_skips * 2;
+      e.skips_left = e.next_skips;
+      return;
+    }
+  }
+  deferral_cache::entry* slot = nullptr;
+  for (deferral_cache::entry& e : cache.entries) {
+    if (e.sp == 0) {
+      slot = &e;
+      break;
+    }
+  }
+  if (slot == nullptr) slot = &cache.entries[cache.next_victim++ % deferral_cache::size];
+  *slot = {found.boundary_sp, found.boundary_return, 1, 1};
+}
+
+}  // namespace
+
+bool may_raise_here(task& t, const void* from) noexcept {
+  // The search must not re-enter the hooks; the thread's stack bounds are
+  // looked up with glibc's allocator on first use.
+  core::sampling_off off;
+  const auto sp = reinterpret_cast<std::uintptr_t>(__builtin_dwarf_cfa());
+  std::uintptr_t low = 0;
+  std::uintptr_t high = 0;
+  const bool known_stack = running_stack(t, &low, &high) && low <= sp && sp < high;
+  if (known_stack && defer_remembered(t.deferrals, sp, high)) return false;
+
+  const limit_reached probe(t.raise_kind);
+  platform::handler_query query;
+  query.from = from;
+  query.type = &typeid(limit_reached);
+  query.object = const_cast<limit_reached*>(&probe);
+  const context* tripped = innermost_tripped(t);
+  query.stop_above = tripped != nullptr ? tripped->frame_boundary : 0;
+  const platform::handler_answer answer = platform::search_handler(query);
+  if (answer.outcome == platform::throw_outcome::caught) {
+    t.deferrals = {};  // the boundaries remembered do not cover this call site
+    return true;
+  }
+  if (known_stack && answer.boundary_sp > sp && answer.boundary_sp <= high &&
+      answer.boundary_return != 0) {
+    remember(t.deferrals, answer);
+  }
+  return false;
+}
+
+}  // namespace memlimits::detail
