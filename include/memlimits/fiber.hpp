@@ -19,7 +19,10 @@
 // Destroying a suspended fiber unwinds its stack, as boost's does, with
 // boost::context::detail::forced_unwind: its guards exit (they never swallow
 // that exception, even when tripped), and it is charged to the fiber. A
-// fiber destroyed before it first ran is released without running.
+// fiber destroyed before it first ran is released without running. The
+// exception is thrown (fiber_unwind) and caught (fiber_entry) in this
+// header, in the program's NDEBUG mode, never in the library: see
+// fiber_unwind.
 //
 // Every switch is announced to AddressSanitizer
 // (__sanitizer_start/finish_switch_fiber) and ThreadSanitizer
@@ -114,8 +117,27 @@ MEMLIMITS_API fiber_peer fiber_unwinder(fiber_control* self) noexcept;
 // A fiber's last switch, to `to`: the context arriving there releases it.
 [[noreturn]] MEMLIMITS_API void fiber_exit(fcontext::fcontext_t to, fiber_control* self,
                                            const fiber_peer& target) noexcept;
-// Destroys the context `fctx`: unwinds it, or releases a fiber that never ran.
-MEMLIMITS_API void fiber_destroy(fcontext::fcontext_t fctx, const fiber_peer& peer) noexcept;
+// Destroys the context `fctx`: runs `unwind` (fiber_unwind) on top of it,
+// or releases a fiber that never ran.
+MEMLIMITS_API void fiber_destroy(fcontext::fcontext_t fctx, const fiber_peer& peer,
+                                 fcontext::transfer_t (*unwind)(fcontext::transfer_t)) noexcept;
+
+// Run on top of a fiber being destroyed: completes the switch, then unwinds
+// the fiber's stack from where it was suspended, as boost::context does; the
+// exception ends in fiber_entry, which switches back to the destroyer.
+//
+// Thrown here, not in the library, because forced_unwind's layout depends on
+// NDEBUG: with assertions on, Boost adds a `caught` flag, which the handler
+// sets, and a destructor that asserts it. Throw and catch must see the same
+// type, so both live in this header and are compiled in the program's mode.
+// If the throw moves into the library, Debug/Release mixes break: a Debug
+// program with a release library writes `caught` past the thrown object,
+// and a release program with a Debug library fails the assertion
+// (tests/unit/fiber_mode_test.cpp).
+inline fcontext::transfer_t fiber_unwind(fcontext::transfer_t t) {
+  fiber_arrive_ontop(static_cast<fiber_ontop_header*>(t.data));
+  throw fcontext::forced_unwind(t.fctx);
+}
 
 template <class StackAlloc, class Fn>
 struct fiber_record {
@@ -195,7 +217,9 @@ class fiber {
   }
 
   ~fiber() {
-    if (fctx_ != nullptr) detail::fiber_destroy(std::exchange(fctx_, nullptr), peer_);
+    if (fctx_ != nullptr) {
+      detail::fiber_destroy(std::exchange(fctx_, nullptr), peer_, &detail::fiber_unwind);
+    }
   }
 
   fiber(fiber&& other) noexcept { swap(other); }
@@ -294,6 +318,8 @@ void fiber_entry(fcontext::transfer_t t) noexcept {
     next_fctx = std::exchange(next.fctx_, nullptr);
     next_peer = next.peer_;
   } catch (const fcontext::forced_unwind& unwinding) {
+    // Thrown by fiber_unwind, in this same mode: `caught` exists here exactly
+    // when it exists in the thrown object.
     // Leave the handler before switching: the exception is then released.
     next_fctx = unwinding.fctx;
     next_peer = fiber_unwinder(self);

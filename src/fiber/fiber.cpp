@@ -112,13 +112,6 @@ void* first_entry(const fiber_peer& target) noexcept {
   return target.control->record;
 }
 
-// Run on top of a fiber being destroyed: unwinds its stack from where it
-// was suspended, as boost::context does.
-fcontext::transfer_t unwind(fcontext::transfer_t t) {
-  fiber_arrive_ontop(static_cast<fiber_ontop_header*>(t.data));
-  throw fcontext::forced_unwind(t.fctx);
-}
-
 }  // namespace
 
 fiber_control* fiber_create(void* record, void (*destroy)(void*) noexcept, const void* stack_bottom,
@@ -203,13 +196,19 @@ __attribute__((no_sanitize("address"))) void fiber_exit(fcontext::fcontext_t to,
   __builtin_unreachable();
 }
 
-void fiber_destroy(fcontext::fcontext_t fctx, const fiber_peer& peer) noexcept {
+// `unwind` is the header's fiber_unwind, which throws forced_unwind. It is
+// passed in rather than defined here so that the exception is thrown and
+// caught in the program's NDEBUG mode: forced_unwind's layout depends on it,
+// and if the throw moves into the library, Debug/Release mixes break (a
+// write past the exception, or Boost's assertion on `caught`).
+void fiber_destroy(fcontext::fcontext_t fctx, const fiber_peer& peer,
+                   fcontext::transfer_t (*unwind)(fcontext::transfer_t)) noexcept {
   if (peer.control != nullptr && !peer.control->started) {
     release(peer.control);  // never ran: nothing on its stack
     return;
   }
   fiber_ontop_header args;
-  fiber_jump(fctx, peer, &unwind, &args, peer.control);
+  fiber_jump(fctx, peer, unwind, &args, peer.control);
 }
 
 }  // namespace memlimits::detail
