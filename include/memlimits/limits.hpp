@@ -12,7 +12,9 @@
 // or poll()) raises limit_reached, and so does every later one until the
 // tripped guard exits; the guard then returns its error. Interruptions are
 // deferred, never lost, while a memlimits::mask is alive, while an exception
-// is in flight, and inside memlimits' own callbacks. nothrow operator new
+// is in flight, inside memlimits' own callbacks, and wherever the throw
+// would reach a noexcept boundary (a destructor, a noexcept function) before
+// a handler: the allocation then succeeds. nothrow operator new
 // returns nullptr instead; malloc only counts, or returns NULL with ENOMEM
 // under malloc_policy::fail. Rules and rationale: README.md, "Exception-safe
 // interruption".
@@ -323,8 +325,9 @@ class MEMLIMITS_API token {
 
 // The current task has a tripped context.
 MEMLIMITS_API bool is_interrupted() noexcept;
-// Throws limit_reached if the current task is interrupted, not masked, and
-// no exception is in flight.
+// Throws limit_reached if the current task is interrupted, not masked, no
+// exception is in flight, and a handler would catch it before a noexcept
+// boundary; otherwise returns.
 MEMLIMITS_API void poll();
 
 // Interruptions of the current task are deferred while one is alive.

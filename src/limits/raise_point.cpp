@@ -8,6 +8,7 @@
 
 #include "core/sampler.hpp"
 #include "platform/handler_search.hpp"
+#include "platform/platform.hpp"
 
 namespace memlimits::detail {
 namespace {
@@ -23,6 +24,8 @@ namespace {
 // long noexcept region costs about one search per max_skips allocations,
 // and a false match defers at most max_skips allocations.
 constexpr std::uint32_t max_skips = 256;
+
+constinit thread_local std::uint64_t searches MEMLIMITS_TLS_MODEL = 0;
 
 const context* innermost_tripped(const task& t) noexcept {
   for (const context* c = t.innermost; c != nullptr; c = c->parent) {
@@ -81,6 +84,7 @@ bool may_raise_here(task& t, const void* from) noexcept {
   const bool known_stack = running_stack(t, &low, &high) && low <= sp && sp < high;
   if (known_stack && defer_remembered(t.deferrals, sp, high)) return false;
 
+  ++searches;
   const limit_reached probe(t.raise_kind);
   platform::handler_query query;
   query.from = from;
@@ -99,5 +103,7 @@ bool may_raise_here(task& t, const void* from) noexcept {
   }
   return false;
 }
+
+std::uint64_t handler_searches_on_this_thread() noexcept { return searches; }
 
 }  // namespace memlimits::detail

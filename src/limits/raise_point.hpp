@@ -4,7 +4,10 @@
 // interruption never terminates the process. Layer 5.
 #pragma once
 
+#include <cstdint>
+
 #include "limits/task.hpp"
+#include "memlimits/config.hpp"
 
 namespace memlimits::detail {
 
@@ -14,5 +17,9 @@ namespace memlimits::detail {
 // The calling task is interrupted; owner thread. Does not allocate through
 // the hooks (sampling is off while it works).
 bool may_raise_here(task& t, const void* from) noexcept;
+
+// Stack walks made by may_raise_here on the calling thread (the deferral
+// cache spares the others): for tests and benchmarks.
+MEMLIMITS_API std::uint64_t handler_searches_on_this_thread() noexcept;
 
 }  // namespace memlimits::detail
