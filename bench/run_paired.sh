@@ -11,7 +11,12 @@
 # Environment (defaults in brackets):
 #   SECTIONS         which parts to run ["workload memory gbench"]; also "guards"
 #                    and "fibers" (bench_fiber: memlimits::fiber beside
-#                    boost::context::fiber)
+#                    boost::context::fiber), "interrupt" (bench_interrupt: wall time of an interruption
+#                    at a stack depth, with and without the handler search, and
+#                    of an allocating noexcept destructor under interruption) and
+#                    "interrupt-instructions" (the same under callgrind)
+#   CALLGRIND_N      iterations counted per case by interrupt-instructions,
+#                    at depth 10 and 100; a tenth of it at 1000 [1000]
 #   PAIRS            paired runs of the workload and of the memory test [11]
 #   WORKLOAD_ARGS    extra arguments of both workload binaries [""]
 #   PROFILE_DEPTH    callstack size of the profiled workload configuration [16]
@@ -67,13 +72,25 @@ GBENCH_MIN_TIME=${GBENCH_MIN_TIME:-0.1}
 GBENCH_FILTER=${GBENCH_FILTER:-.}
 FOREIGN_MAX=${FOREIGN_MAX:-5}
 QUIET_WAIT=${QUIET_WAIT:-120}
+CALLGRIND_N=${CALLGRIND_N:-1000}
 CORES=$(nproc)
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-for binary in workload_plain workload_hooks memory_overhead_plain memory_overhead_hooks \
-              bench_alloc_plain bench_alloc_hooks bench_guards; do
+# The binaries the requested sections run.
+needed=""
+for section in $SECTIONS; do
+  case $section in
+    workload) needed+=" workload_plain workload_hooks" ;;
+    memory) needed+=" memory_overhead_plain memory_overhead_hooks" ;;
+    gbench) needed+=" bench_alloc_plain bench_alloc_hooks" ;;
+    guards) needed+=" bench_guards" ;;
+    fibers) needed+=" bench_fiber" ;;
+    interrupt | interrupt-instructions) needed+=" bench_interrupt" ;;
+  esac
+done
+for binary in $needed; do
   if [[ ! -x $BIN/$binary ]]; then
     echo "run_paired.sh: $BIN/$binary not built (cmake --build $BUILD_DIR --target memlimits_bench)" >&2
     exit 1
@@ -332,6 +349,129 @@ if [[ " $SECTIONS " == *" fibers "* ]]; then
                b = "Create<boost::context::fiber>"; m = "Create<memlimits::fiber>"
                if (ns[b] > 0) printf "create+run+release: memlimits::fiber / boost::context::fiber = %.2f (+%.1f ns)\n", ns[m] / ns[b], ns[m] - ns[b]
              }'
+fi
+
+# ---------------------------------------------------------------------------
+# An interruption at a stack depth (bench_interrupt): operator new (handler
+# search, then the throw), the same limit_reached thrown by hand (no search),
+# poll(); and the worst case of the search, a 100,000-node tree destroyed by
+# a noexcept destructor whose nodes allocate, interrupted or not. In each
+# round every benchmark runs GBENCH_REPS repetitions, interleaved at random;
+# the round's medians give one ratio per pair (OperatorNew/ByHand etc.), and
+# the medians over the rounds are reported.
+if [[ " $SECTIONS " == *" interrupt "* ]]; then
+  echo
+  echo "== bench_interrupt: $GBENCH_ROUNDS rounds x $GBENCH_REPS interleaved repetitions," \
+       "min_time $GBENCH_MIN_TIME s =="
+  : >"$TMP/interrupt"
+  for ((i = 1; i <= GBENCH_ROUNDS; i++)); do
+    wait_quiet
+    echo "  round $i: bench_interrupt" >&2
+    "$BIN/bench_interrupt" --benchmark_repetitions="$GBENCH_REPS" \
+        --benchmark_enable_random_interleaving=true --benchmark_filter="$GBENCH_FILTER" \
+        --benchmark_min_time="$GBENCH_MIN_TIME" --benchmark_format=csv 2>/dev/null |
+      awk -F, -v round="$i" '
+        NR > 1 && $1 !~ /_(mean|median|stddev|cv)"$/ {
+          name = $1; gsub(/"/, "", name); sub(/\/manual_time/, "", name)
+          unit = $5; gsub(/"/, "", unit)
+          scale = unit == "ms" ? 1e6 : unit == "us" ? 1e3 : 1   # to ns
+          print round, name, $3 * scale, $4 * scale
+        }' >>"$TMP/interrupt"
+  done
+  # Per round: the median of each benchmark's repetitions (wall, CPU).
+  awk '{ print $1 "@" $2 " " $3; print "cpu:" $1 "@" $2 " " $4 }' "$TMP/interrupt" |
+    stats_by_key >"$TMP/interrupt.rounds"
+  # Over the rounds: the median of the per-round medians, and of the ratios.
+  awk '
+    { cpu = sub(/^cpu:/, "", $1); split($1, k, "@"); r = k[1]; b = k[2]
+      if (cpu) c[r, b] = $2; else w[r, b] = $2
+      rounds[r] = 1; if (!(b in seen)) { seen[b] = 1; order[++n] = b } }
+    END {
+      for (r in rounds) {
+        for (i = 1; i <= n; i++) {
+          b = order[i]
+          print "wall@" b, w[r, b]; print "cpu@" b, c[r, b]
+          if (b ~ /^InterruptOperatorNew\// || b ~ /^InterruptPoll\//) {
+            d = b; sub(/^[^\/]*\//, "", d); h = "InterruptByHand/" d
+            if (w[r, h] > 0) {
+              print "ratio_wall@" b "_vs_ByHand", w[r, b] / w[r, h]
+              print "search_wall@" b "_minus_ByHand", w[r, b] - w[r, h]
+              print "ratio_cpu@" b "_vs_ByHand", c[r, b] / c[r, h]
+            }
+          }
+          if (b ~ /interrupted:1$/) {
+            u = b; sub(/interrupted:1$/, "interrupted:0", u)
+            if (w[r, u] > 0) {
+              print "ratio_wall@" b "_vs_not_interrupted", w[r, b] / w[r, u]
+              print "ratio_cpu@" b "_vs_not_interrupted", c[r, b] / c[r, u]
+            }
+          }
+        }
+      }
+    }' "$TMP/interrupt.rounds" | stats_by_key |
+    awk 'BEGIN { printf "%-70s %12s %12s %12s\n", "measure@benchmark (ns, or ratio)", "median", "min", "max" }
+         { printf "%-70s %12.4g %12.4g %12.4g\n", $1, $2, $3, $4 }'
+  echo "(wall/cpu: ns per iteration, median over the rounds of each round's median; an"
+  echo " Interrupt* iteration is one interruption, a TreeDestroy one destruction of"
+  echo " 100,000 nodes; ratios and differences are taken inside each round)"
+fi
+
+# ---------------------------------------------------------------------------
+# The same under callgrind: instructions of CALLGRIND_N iterations of each
+# case (a tenth of it at depth 1000; one tree per tree case), counted only
+# inside bench_interrupt_measured* (--toggle-collect) after unmeasured
+# warm-up iterations, divided by the iterations; and how many times the
+# handler search ran (calls of platform::search_handler, and of
+# may_raise_here, which may answer from the deferral cache without a walk;
+# callgrind counts calls made outside the collected region too, so the
+# warm-up iterations are included in the counts and divided out).
+if [[ " $SECTIONS " == *" interrupt-instructions "* ]]; then
+  echo
+  echo "== bench_interrupt under callgrind (instructions, exact) =="
+  calls_of() {  # calls_of FILE FUNCTION-PATTERN: calls of the function, from all callers
+    callgrind_annotate --inclusive=yes --tree=caller "$1" 2>/dev/null |
+      awk -v f="$2" '$0 ~ "<.*" f && match($0, /\([0-9,]+x\)/) {
+                       v = substr($0, RSTART + 1, RLENGTH - 3); gsub(/,/, "", v); s += v }
+                     END { print s + 0 }'
+  }
+  run_count() {  # run_count TOGGLE ARGS...: prints "instructions file"
+    local out="$TMP/cg.$RANDOM"
+    valgrind --tool=callgrind --collect-atstart=no --toggle-collect="$1" \
+        --callgrind-out-file="$out" "$BIN/bench_interrupt" --count "${@:2}" >/dev/null 2>&1
+    echo "$(awk '/^totals:/ { print $2 }' "$out") $out"
+  }
+  printf "%-10s %6s %8s %16s %14s %10s\n" case depth iters "instructions" "per iteration" "searches"
+  for depth in 10 100 1000; do
+    n=$CALLGRIND_N
+    if ((depth >= 1000)); then n=$((CALLGRIND_N / 10)); fi
+    for c in none hand new poll; do
+      read -r total file < <(run_count bench_interrupt_measured "$c" "$depth" "$n")
+      searches=$(calls_of "$file" 'search_handler\(')
+      # 20 warm-up iterations before the n counted ones
+      awk -v c="$c" -v d="$depth" -v n="$n" -v t="$total" -v s="$searches" 'BEGIN {
+        printf "%-10s %6d %8d %16.0f %14.0f %10.2f\n", c, d, n, t, t / n, s / (n + 20) }'
+      echo "instr@$c/$depth $(awk -v t="$total" -v n="$n" 'BEGIN { print t / n }')" >>"$TMP/cg.summary"
+    done
+  done
+  echo "(searches: per iteration)"
+  awk '{ split($1, k, "@"); split(k[2], cd, "/"); v[cd[1], cd[2]] = $2 }
+       END { for (d = 10; d <= 1000; d *= 10)
+               printf "depth %4d: operator new - by hand = %.0f instructions (the search and the slow path), poll - by hand = %.0f\n",
+                      d, v["new", d] - v["hand", d], v["poll", d] - v["hand", d] }' "$TMP/cg.summary"
+  echo
+  printf "%-10s %12s %16s %10s %12s %12s\n" tree interrupted "destruction" "per node" "searches" "may_raise"
+  for c in tree-pre tree-post; do
+    for interrupted in 0 1; do
+      read -r total file < <(run_count bench_interrupt_destroy_tree "$c" "$interrupted" 1)
+      searches=$(calls_of "$file" 'search_handler\(')
+      raises=$(calls_of "$file" 'may_raise_here\(')
+      # one warm-up tree before the counted one: both in the call counts
+      awk -v c="$c" -v i="$interrupted" -v t="$total" -v s="$searches" -v m="$raises" 'BEGIN {
+        printf "%-10s %12d %16.0f %10.1f %12.0f %12.0f\n", c, i, t, t / 100000, s / 2, m / 2 }'
+    done
+  done
+  echo "(instructions of one bench_interrupt_destroy_tree: 100,000 nodes, each allocating"
+  echo " and freeing a 49-byte string; searches and may_raise_here calls per tree)"
 fi
 
 echo
