@@ -87,6 +87,15 @@ std::int64_t read_integer_file(const char* path) noexcept;
 // Writes to standard error without allocating.
 void write_stderr(const char* text, std::size_t length) noexcept;
 
+// Whether the process runs under valgrind: its preload libraries
+// (vgpreload_*) in LD_PRELOAD, or its client request when <valgrind/valgrind.h>
+// was found at build time. Writes to tool[0..capacity) the name of the tool
+// whose preload library is loaded ("memcheck", "massif", "helgrind", "drd",
+// "dhat": the tools that replace the allocator), or "" when there is none
+// (callgrind, cachegrind) or it does not fit. Does not allocate
+// (platform/valgrind.cpp).
+bool running_under_valgrind(char* tool, std::size_t capacity) noexcept;
+
 }  // namespace memlimits::platform
 
 #if !defined(__linux__)
