@@ -17,24 +17,36 @@
 //     sizes s_1..s_K (zero-byte requests are not blocks and count for
 //     nothing). Each counts c_i = 8 * ceil(s_i / 8); prefix sums P_k.
 //  3. For k = 1..K, limit_allocations(P_{k-1}) lets exactly k - 1
-//     allocations through and interrupts the k-th (the exact limit): the
-//     guard must return the allocations error with allocated_bytes ==
-//     P_{k-1}, the tracker must have seen exactly s_1..s_{k-1} (then only
-//     malloc blocks, which malloc_policy::count never refuses), what
-//     escaped must be that limit_reached, the containers must hold their
-//     invariants, and, if the step that was interrupted is strong, equal
-//     the fingerprint before that step. Some steps swallow the bad_alloc
-//     (shrink_to_fit, streams; stable_sort's nothrow buffer): the task stays
-//     interrupted and its next allocation raises again; a basic step that
-//     swallowed it ends the comparisons with the reference run. For
-//     k = K + 1 the workload completes.
+//     allocations through and interrupts the k-th (the exact limit). The
+//     interruption is raised there unless raising would terminate: then the
+//     allocation succeeds and is counted, and the raise is deferred to the
+//     first later allocation where a handler would catch it, the j-th. The
+//     workloads make such allocations on purpose: one step in three, and
+//     some elements, end with a destructor (noexcept) that allocates a
+//     string; the tracker marks those blocks, and the few standard library
+//     calls in which the search defers (deferring_call). The guard must
+//     return the allocations error with allocated_bytes == P_{j-1} plus the
+//     blocks no limit refuses after it (malloc's, which malloc_policy::count
+//     never refuses; destructors'), the tracker must have seen exactly
+//     s_1..s_{j-1}, the allocations k..j-1 must all be destructors' or in
+//     deferring calls, a destructor's allocation is never the one refused,
+//     what escaped must be that limit_reached (or nothing, if no allocation
+//     followed), the containers must hold their invariants, and, if the
+//     step where it was raised is strong, equal the fingerprint before that
+//     step. Some steps swallow the bad_alloc (vector's shrink_to_fit,
+//     streams; stable_sort's nothrow buffer): the task stays interrupted and
+//     its next allocation raises again; a basic step that swallowed it ends
+//     the comparisons with the reference run. For k = K + 1 the workload
+//     completes.
 //  4. The same tracker counts the process's live bytes (every block is
 //     sampled, and its free reported): once the containers are destroyed
 //     they must be back to what they were before the iteration, exactly.
 //     In the ASan build LSan checks for leaks again at exit.
 //  5. The loop of 3 runs again without any profile (sampling at the
 //     default rate): the exact limit then comes from the countdown's
-//     deadline alone, the fast path, and must be as exact.
+//     deadline alone, the fast path: allocated_bytes >= P_{k-1}, and past
+//     a destructor's k-th block; the summary counts the k where its usage
+//     differs from the profiled run's.
 // A std::terminate handler aborts the process with a message: the test
 // fails if any interruption reaches it.
 // GCC 12 with -fsanitize=address or thread warns that std::regex's
@@ -82,9 +94,24 @@ using memlimits::testing::scaled;
 
 // ---- the tracker ----
 
+// Set by the workloads' allocating destructors around their allocation,
+// and by step() to the number of the step running: the tracker stamps each
+// block with them.
+thread_local bool in_allocating_destructor = false;
+thread_local bool allocating_while_unwinding = false;
+// Set around standard library calls whose allocations the handler search
+// may find in noexcept context (it is conservative: a handler that may
+// rethrow counts as a boundary).
+thread_local bool in_deferring_call = false;
+thread_local std::size_t current_step = 0;
+
 struct recorded {
   std::size_t size;
   memprof::source origin;
+  bool from_destructor;  // by an allocating_destructor (noexcept)
+  bool unwinding;        // ... while an exception was in flight
+  bool deferring_call;   // inside a deferring_call region
+  std::size_t step;      // the step that made it
   friend bool operator==(const recorded&, const recorded&) = default;
 };
 
@@ -102,7 +129,10 @@ class torture_tracker final : public memprof::tracker {
     live_bytes_.fetch_add(static_cast<std::int64_t>(a.size), std::memory_order_relaxed);
     live_blocks_.fetch_add(1, std::memory_order_relaxed);
     if (recording_.load(std::memory_order_relaxed) && std::this_thread::get_id() == owner_) {
-      if (count_ < capacity_) blocks_[count_] = {a.size, a.origin};
+      if (count_ < capacity_) {
+        blocks_[count_] = {a.size, a.origin, in_allocating_destructor, allocating_while_unwinding,
+                           in_deferring_call, current_step};
+      }
       ++count_;
     }
     // size >= 1 (the block has a sample): the cookie is never null.
@@ -164,12 +194,69 @@ struct progress {
   std::vector<std::uint64_t>* snapshots = nullptr;  // the reference run's
 };
 
-// One step of a workload: State has `progress p` and `fingerprint()`.
+// What allocating destructors write, so that their strings are made.
+volatile std::size_t destructor_sink = 0;
+
+void use_string(const std::string& s) {
+  asm volatile("" : : "r"(s.data()) : "memory");  // the block escapes: not elided
+  destructor_sink = destructor_sink + s.size() + static_cast<unsigned char>(s[s.size() / 2]);
+}
+
+[[gnu::noinline]] void make_string_out_of_line(std::size_t n) {
+  std::string s(n, 'o');
+  use_string(s);
+}
+
+// An object whose destructor (implicitly noexcept) allocates and frees a
+// heap string of `n` bytes (none if n == 0): where that allocation is
+// interrupted, raising would terminate, so the interruption must be
+// deferred to a later allocation. Odd sizes allocate in the destructor's
+// own frame, even ones one call deeper. Copyable (every copy allocates).
+struct allocating_destructor {
+  std::size_t n = 0;
+  ~allocating_destructor() {
+    if (n == 0) return;
+    const bool outer = in_allocating_destructor;
+    const bool outer_unwinding = allocating_while_unwinding;
+    in_allocating_destructor = true;
+    allocating_while_unwinding = std::uncaught_exceptions() > 0;
+    if (n % 2 == 1) {
+      std::string s(n, 'i');
+      use_string(s);
+    } else {
+      make_string_out_of_line(n);
+    }
+    in_allocating_destructor = outer;
+    allocating_while_unwinding = outer_unwinding;
+  }
+};
+// Marks a standard library call in which an allocation may be deferred.
+class deferring_call {
+ public:
+  deferring_call() { in_deferring_call = true; }
+  ~deferring_call() { in_deferring_call = false; }
+  deferring_call(const deferring_call&) = delete;
+  deferring_call& operator=(const deferring_call&) = delete;
+};
+
+// Longer than the small-string buffer.
+std::size_t destructor_bytes(std::size_t i) { return 24 + i % 41; }
+
+// One step of a workload: State has `progress p` and `fingerprint()`. One
+// step in three ends with an allocating destructor (at normal scope exit,
+// or while the step's interruption unwinds).
 template <class State, class F>
 void step(State& s, guarantee g, F&& f) {
   s.p.current = g;
-  f();
-  if (g == guarantee::basic && memlimits::is_interrupted()) s.p.diverged = true;
+  current_step = s.p.completed;
+  {
+    const allocating_destructor at_exit{s.p.completed % 3 == 1 ? destructor_bytes(s.p.completed)
+                                                                : 0};
+    f();
+    // Interrupted without an exception: a failure was swallowed, or an
+    // allocation deferred, inside the step.
+    if (g == guarantee::basic && memlimits::is_interrupted()) s.p.diverged = true;
+  }
   ++s.p.completed;
   if (s.p.snapshots != nullptr) s.p.snapshots->push_back(s.fingerprint());
 }
@@ -420,7 +507,13 @@ struct string_workload {
       for (const std::string& part : s.parts) out << part;
       s.streamed = out.str();
     });
-    step(s, guarantee::strong, [&] { s.a.shrink_to_fit(); });  // swallows bad_alloc
+    // noexcept; its reserve() swallows bad_alloc, but rethrows forced_unwind
+    // from its handler: the search stops there, so its allocation is
+    // deferred rather than raised and swallowed.
+    step(s, guarantee::strong, [&] {
+      const deferring_call noexcept_region;
+      s.a.shrink_to_fit();
+    });
     step(s, guarantee::strong, [&] {
       s.b.reserve(2 * s.a.size());
       s.b.assign(s.a);
@@ -739,12 +832,24 @@ struct function_workload {
     for (int i = 0; i < n / 4; ++i) {
       step(s, guarantee::strong, [&] {
         // The captured string is copied into the function's heap storage.
+        // One in two also holds an allocating destructor, run by every
+        // copy's destruction inside std::function and std::vector.
         std::string name = text(static_cast<long>(s.fs.size()));
-        s.fs.emplace_back([name](long x) { return x + text_id(name); });
+        const allocating_destructor d{i % 2 == 0 ? destructor_bytes(s.fs.size()) : 0};
+        s.fs.emplace_back([name, d](long x) {
+          (void)d;
+          return x + text_id(name);
+        });
       });
     }
     for (int i = 0; i < n / 4; ++i) {
-      step(s, guarantee::strong, [&] { s.f = [name = text(i)] { return name + name; }; });
+      step(s, guarantee::strong, [&] {
+        // The old target's destructor allocates inside operator=.
+        s.f = [name = text(i), d = allocating_destructor{destructor_bytes(i)}] {
+          (void)d;
+          return name + name;
+        };
+      });
     }
     step(s, guarantee::strong, [&] { s.g = s.f; });
     step(s, guarantee::strong, [&] {
@@ -773,7 +878,12 @@ struct node {
   static inline long made_negative = 0;  // with id < 0
   long id;
   std::string name;
-  explicit node(long i) : id(i), name(text(i)) {
+  // One node in four allocates when destroyed: inside shared_ptr's
+  // release, a vector's erase, or the catch block of a shared_ptr whose
+  // control block could not be allocated.
+  allocating_destructor on_destroy;
+  explicit node(long i)
+      : id(i), name(text(i)), on_destroy{i % 4 == 0 ? destructor_bytes(static_cast<std::size_t>(i)) : 0} {
     ++live;
     if (i < 0) ++made_negative;
   }
@@ -1029,6 +1139,9 @@ class torture {
       torture_tracker tracker(std::size_t{1} << 16);
       memprof::profile profile(tracker, 1.0);
       ASSERT_NO_FATAL_FAILURE(record(tracker));
+      // Allocated before the leak checks start counting.
+      profiled_bytes_.assign(sizes_.size() + 2, 0);
+      deferred_steps_.reserve(sizes_.size() + 1);
       for (std::size_t k = 1; k <= sizes_.size() + 1; ++k) {
         interrupt(k, &tracker);
         if (::testing::Test::HasFailure()) return;
@@ -1042,11 +1155,26 @@ class torture {
       interrupt(k, nullptr);
       if (::testing::Test::HasFailure()) return;
     }
+    const auto in_destructors = static_cast<std::size_t>(std::count_if(
+        sizes_.begin(), sizes_.end(), [](const recorded& b) { return b.from_destructor; }));
+    ASSERT_GT(in_destructors, 0u) << W::name << ": no allocation in a destructor was recorded";
+    std::sort(deferred_steps_.begin(), deferred_steps_.end());
+    deferred_steps_.erase(std::unique(deferred_steps_.begin(), deferred_steps_.end()),
+                          deferred_steps_.end());
+    std::string other_steps;
+    for (std::size_t i = 0; i < deferred_steps_.size() && i < 8; ++i) {
+      other_steps += (i == 0 ? "" : ",") + std::to_string(deferred_steps_[i]);
+    }
+    if (deferred_steps_.size() > 8) other_steps += ",...";
     std::printf(
-        "[ torture  ] %s: %zu steps, %zu allocations (%llu bytes), each interrupted twice; "
-        "%zu times in a strong step (state unchanged), %zu times swallowed to the end\n",
+        "[ torture  ] %s: %zu steps, %zu allocations (%llu bytes, %zu in destructors), each "
+        "interrupted twice; %zu times in a strong step (state unchanged), %zu times swallowed "
+        "to the end; %zu k deferred (%zu from a destructor, %zu elsewhere in steps {%s}; %zu "
+        "with no raise after); %zu k where the unprofiled run's usage differs\n",
         W::name, steps_, sizes_.size(), static_cast<unsigned long long>(prefix_.back()),
-        strong_checked_, swallowed_);
+        in_destructors, strong_checked_, swallowed_, deferred_, deferred_from_destructor_,
+        deferred_ - deferred_from_destructor_, other_steps.c_str(), deferred_past_end_,
+        differs_from_profiled_);
   }
 
  private:
@@ -1094,14 +1222,34 @@ class torture {
   }
 
   // Runs the workload with its k-th allocation interrupted (k = K + 1: none).
+  //
+  // The limit trips at the k-th allocation. The first allocation from there
+  // that may be refused (not malloc's) is the "target"; it is refused unless
+  // a throw from it would terminate (an allocating destructor's, or one the
+  // handler search finds in noexcept context): then it succeeds, is counted,
+  // and the interruption is deferred to a later allocation, the j-th, the
+  // first that is refused. With the tracker, the blocks seen are the
+  // reference run's s_1..s_{j-1} in order, then only blocks that no limit
+  // refuses: malloc's, allocating destructors' (deferred again, or run
+  // while the interruption unwinds) and those of deferring calls (after an
+  // interruption swallowed by an earlier step); allocated_bytes is P_{j-1}
+  // plus those.
   void interrupt(std::size_t k, torture_tracker* tracker) {
     const std::size_t total = sizes_.size();
     const std::uint64_t limit = prefix_[k - 1];
     const bool completes = k == total + 1;
+    // 0-based index of the target (total if none).
+    std::size_t target = k - 1;
+    while (target < total && sizes_[target].origin == memprof::source::malloc) ++target;
+    const bool target_in_destructor = target < total && sizes_[target].from_destructor;
     const auto where = [&] {
       std::string text = std::string(W::name) + ", allocation k = " + std::to_string(k) + " of " +
                          std::to_string(total) + (tracker != nullptr ? " (rate-1 profile)" : "");
-      if (!completes) text += ", " + std::to_string(sizes_[k - 1].size) + " bytes";
+      if (!completes) {
+        text += ", " + std::to_string(sizes_[k - 1].size) + " bytes in step " +
+                std::to_string(sizes_[k - 1].step);
+        if (sizes_[k - 1].from_destructor) text += " (an allocating destructor's)";
+      }
       return text;
     };
     const std::int64_t live_bytes = tracker != nullptr ? tracker->live_bytes() : 0;
@@ -1114,22 +1262,56 @@ class torture {
         workload_.run(s);
       });
 
-      // What the tracker saw: the first k - 1 blocks, then only malloc
-      // blocks (malloc_policy::count never fails because of a limit).
       std::uint64_t extra = 0;
       if (tracker != nullptr) {
         const std::size_t seen = tracker->count();
         ASSERT_FALSE(tracker->overflowed()) << where();
-        ASSERT_GE(seen, std::min(k - 1, total)) << where();
-        for (std::size_t i = 0; i < std::min(k - 1, total); ++i) {
-          ASSERT_EQ(tracker->at(i).size, sizes_[i].size) << where() << ": block " << i;
+        // j - 1: the blocks seen as in the reference run, in order.
+        std::size_t same = 0;
+        while (same < std::min(seen, total) && tracker->at(same) == sizes_[same]) ++same;
+        ASSERT_GE(same, std::min(k - 1, total))
+            << where() << ": block " << same << " differs from the reference run's";
+        for (std::size_t i = same; i < seen; ++i) {
+          const recorded& b = tracker->at(i);
+          ASSERT_TRUE(b.origin == memprof::source::malloc || b.from_destructor ||
+                      b.deferring_call)
+              << where() << ": block " << i << " of " << b.size << " bytes (step " << b.step
+              << ") was allocated after the interruption was raised at allocation " << same + 1;
+          extra += counted(b.size);
         }
-        for (std::size_t i = k - 1; i < seen; ++i) {
-          ASSERT_EQ(tracker->at(i).origin, memprof::source::malloc)
-              << where() << ": block " << i << " of " << tracker->at(i).size
-              << " bytes was allocated after the interruption";
-          extra += counted(tracker->at(i).size);
+        if (!completes) {
+          if (target_in_destructor) {
+            ASSERT_GT(same, target)
+                << where() << ": an allocation in a destructor was refused (raising terminates)";
+          }
+          if (same < total) {
+            ASSERT_FALSE(sizes_[same].from_destructor)
+                << where() << ": allocation " << same + 1 << " refused in a destructor";
+          }
+          // Only allocations that raising would terminate from are deferred.
+          for (std::size_t i = target; i < same; ++i) {
+            const recorded& b = sizes_[i];
+            ASSERT_TRUE(b.origin == memprof::source::malloc || b.from_destructor ||
+                        b.deferring_call)
+                << where() << ": allocation " << i + 1 << " of " << b.size << " bytes (step "
+                << b.step << ") was deferred, outside destructors and deferring calls";
+          }
+          if (same > target) {
+            ++deferred_;
+            if (target_in_destructor) {
+              ++deferred_from_destructor_;
+            } else {
+              deferred_steps_.push_back(sizes_[target].step);
+            }
+            if (same == total) ++deferred_past_end_;
+          }
         }
+        ASSERT_EQ(r.usage().allocated_bytes, prefix_[same] + extra)
+            << where() << ": usage() differs from the blocks seen";
+        profiled_bytes_[k] = r.usage().allocated_bytes;
+      } else if (r.usage().allocated_bytes != profiled_bytes_[k]) {
+        // Informational: the two runs are expected to defer alike.
+        ++differs_from_profiled_;
       }
 
       if (completes) {
@@ -1141,13 +1323,12 @@ class torture {
       } else {
         ASSERT_FALSE(r.has_value()) << where() << ": not interrupted";
         EXPECT_EQ(r.error().kind(), memlimits::limit_kind::allocations) << where();
-        if (tracker != nullptr || !has_malloc_) {
-          ASSERT_EQ(r.usage().allocated_bytes, limit + extra)
-              << where() << ": the interrupted allocation is not the k-th";
-        } else {
-          ASSERT_GE(r.usage().allocated_bytes, limit) << where();
+        ASSERT_GE(r.usage().allocated_bytes, limit) << where();
+        if (target_in_destructor) {
+          // The destructor's block was allocated and counted.
+          ASSERT_GE(r.usage().allocated_bytes, prefix_[target + 1])
+              << where() << ": an allocation in a destructor was refused";
         }
-        ASSERT_LE(r.usage().allocated_bytes - extra, limit) << where();
         const std::exception_ptr escaped = r.error().exception();
         if (escaped != nullptr) {
           try {
@@ -1170,7 +1351,8 @@ class torture {
           }
         } else {
           // The workload swallowed every interruption (shrink_to_fit,
-          // streams) and returned: the guard still reports its trip.
+          // streams) or none followed a deferred one, and returned: the
+          // guard still reports its trip, by its own flag.
           ++swallowed_;
           ASSERT_EQ(s.p.completed, steps_) << where();
           ASSERT_NO_FATAL_FAILURE(s.check()) << where();
@@ -1194,6 +1376,13 @@ class torture {
   bool has_malloc_ = false;
   std::size_t strong_checked_ = 0;
   std::size_t swallowed_ = 0;
+  // Of the rate-1 run's interruptions:
+  std::size_t deferred_ = 0;                  // the target allocated, the raise later
+  std::size_t deferred_from_destructor_ = 0;  // ... the target an allocating destructor's
+  std::size_t deferred_past_end_ = 0;         // ... and no allocation refused after it
+  std::vector<std::size_t> deferred_steps_;   // where the others were
+  std::vector<std::uint64_t> profiled_bytes_;  // allocated_bytes by k, rate-1 run
+  std::size_t differs_from_profiled_ = 0;     // k where the unprofiled run differs
 };
 
 template <class W>
