@@ -779,13 +779,25 @@ _Unwind_Reason_Code visit(_Unwind_Context* context, void* arg) {
   // this frame's stack pointer at the call it is making.
   const std::uintptr_t sp = _Unwind_GetCFA(context);
   const bool past_stop = w.query->stop_above != 0 && sp >= w.query->stop_above;
+  if (w.decided) {
+    // It terminates: the walk goes on only to find the outermost boundary
+    // below the stop, which stays on the stack the longest (the root of a
+    // recursive noexcept teardown, not the node being destroyed).
+    if (past_stop) return _URC_END_OF_STACK;
+    if (classify(context, *w.query, false) == frame_action::terminates) {
+      w.answer->boundary_sp = sp;
+      w.answer->boundary_return = return_address_at(sp);
+    }
+    return _URC_NO_REASON;
+  }
   switch (classify(context, *w.query, past_stop)) {
     case frame_action::terminates:
       w.answer->outcome = throw_outcome::terminates;
       w.answer->boundary_sp = sp;
       w.answer->boundary_return = return_address_at(sp);
       w.decided = true;
-      return _URC_END_OF_STACK;
+      // Without a stop, the walk would go on to the end of the stack.
+      return w.query->stop_above != 0 ? _URC_NO_REASON : _URC_END_OF_STACK;
     case frame_action::handler:
       w.handler_seen = true;
       if (past_stop) {

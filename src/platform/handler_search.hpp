@@ -41,10 +41,12 @@ struct handler_answer {
   throw_outcome outcome = throw_outcome::terminates;
   bool from_found = false;  // false: `from` is not on the stack (then: terminates)
   unsigned frames = 0;      // frames examined from `from` on
-  // The frame that would terminate (outcome terminates, a boundary found):
-  // its stack pointer at the call it is making, and the return address of
-  // that call, as stored on the stack (0 where they are not known). While
-  // both still match, that frame is still making that call.
+  // The outermost frame below the stop that would terminate (outcome
+  // terminates; with no stop, the first one found): its stack pointer at the
+  // call it is making, and the return address of that call, as stored on
+  // the stack (0 where they are not known). While both still match, that
+  // frame is still making that call, and every throw below it terminates or
+  // is caught before it.
   std::uintptr_t boundary_sp = 0;
   std::uintptr_t boundary_return = 0;
 };

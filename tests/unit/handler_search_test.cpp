@@ -164,6 +164,49 @@ TEST(HandlerSearch, TheBoundaryFrameIsReported) {
   EXPECT_EQ(seen.frames, 1u);
 }
 
+thread_local std::uintptr_t outer_stack_pointer = 0;
+thread_local platform::handler_answer nested_answer;
+
+[[gnu::noinline]] void record_nested() {
+  nested_answer = search_from(__builtin_return_address(0), stop_above);
+}
+// Called through pointers the compiler cannot see through: a call it knows
+// cannot throw needs no call-site entry (g++ infers that for functions that
+// call only non-throwing ones), and real allocation paths may throw.
+void (*volatile record_nested_ptr)() = &record_nested;
+[[gnu::noinline]] void inner_noexcept() noexcept {
+  record_nested_ptr();
+  asm volatile("" ::: "memory");  // not a tail call
+}
+void (*volatile inner_noexcept_ptr)() = &inner_noexcept;
+[[gnu::noinline]] void between() {
+  inner_noexcept_ptr();
+  asm volatile("" ::: "memory");
+}
+void (*volatile between_ptr)() = &between;
+[[gnu::noinline]] void outer_noexcept() noexcept {
+  outer_stack_pointer = caller_stack_pointer();
+  between_ptr();
+  asm volatile("" ::: "memory");
+}
+void (*volatile outer_noexcept_ptr)() = &outer_noexcept;
+[[gnu::noinline]] void guarded_nesting() {
+  stop_above = caller_stack_pointer();
+  try {
+    outer_noexcept_ptr();
+  } catch (const memlimits::limit_reached&) {
+  }
+  stop_above = 0;
+}
+
+TEST(HandlerSearch, TheOutermostBoundaryBelowTheStopIsReported) {
+  // The deferral cache remembers the boundary that stays on the stack the
+  // longest: the outer noexcept frame, not the inner one.
+  guarded_nesting();
+  EXPECT_EQ(nested_answer.outcome, platform::throw_outcome::terminates);
+  EXPECT_EQ(nested_answer.boundary_sp, outer_stack_pointer);
+}
+
 // ---- end to end: an interrupted task allocates in each shape ----
 
 thread_local int probe_calls = 0;
