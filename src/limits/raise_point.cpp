@@ -15,9 +15,13 @@ namespace {
 
 // A boundary found by a search is remembered with its frame's stack pointer
 // at the call it was making and that call's return address, as stored on
-// the stack: while both still match, the frame is still making that call
-// (or is again, at the same depth), above the allocation, and the
-// allocation is deferred without a search. Matching frames are not always
+// the stack, and the same two for its caller: while all still match, the
+// frame is still making that call (or is again, at the same depth, called
+// from the same place), above the allocation, and the allocation is
+// deferred without a search. Two words, because a frame that returned can
+// leave its return address in a slot that the next frames do not write; and
+// only for allocation sites (the hook's return address) that a search found
+// under that boundary, because stale words can still match by chance. Matching frames are not always
 // the same activation (a loop that makes the same call again after the
 // region was left), so a remembered boundary
 // is searched again after 1, 2, 4, ... max_skips deferred allocations: a
@@ -38,14 +42,19 @@ const context* innermost_tripped(const task& t) noexcept {
 // Entries whose frame has left the stack are dropped. `sp` and the entries
 // lie on [low, high), the stack the task runs on: reading a return address
 // there is safe.
-bool defer_remembered(deferral_cache& cache, std::uintptr_t sp, std::uintptr_t high) noexcept {
+bool defer_remembered(deferral_cache& cache, std::uintptr_t sp, std::uintptr_t high,
+                      std::uintptr_t from) noexcept {
   for (deferral_cache::entry& e : cache.entries) {
     if (e.sp == 0) continue;
-    if (e.sp <= sp || e.sp > high || platform::return_address_at(e.sp) != e.return_to) {
+    const bool caller_matches =
+        e.caller_sp == 0 || (e.caller_sp > e.sp && e.caller_sp <= high &&
+                             platform::return_address_at(e.caller_sp) == e.caller_return_to);
+    if (e.sp <= sp || e.sp > high || platform::return_address_at(e.sp) != e.return_to ||
+        !caller_matches) {
       e = {};  // returned: the region was left
       continue;
     }
-    if (e.skips_left > 0) {
+    if (e.skips_left > 0 && cache.allocates_from(from)) {
       --e.skips_left;
       return true;
     }
@@ -53,11 +62,14 @@ bool defer_remembered(deferral_cache& cache, std::uintptr_t sp, std::uintptr_t h
   return false;
 }
 
-void remember(deferral_cache& cache, const platform::handler_answer& found) noexcept {
+void remember(deferral_cache& cache, const platform::handler_answer& found,
+              std::uintptr_t from) noexcept {
   for (deferral_cache::entry& e : cache.entries) {
-    if (e.sp == found.boundary_sp && e.return_to == found.boundary_return) {
+    if (e.sp == found.boundary_sp && e.return_to == found.boundary_return &&
+        e.caller_sp == found.caller_sp && e.caller_return_to == found.caller_return) {
       e.next_skips = e.next_skips * 2 > max_skips ? max_skips : e.next_skips * 2;
       e.skips_left = e.next_skips;
+      cache.add_site(from);
       return;
     }
   }
@@ -69,7 +81,13 @@ void remember(deferral_cache& cache, const platform::handler_answer& found) noex
     }
   }
   if (slot == nullptr) slot = &cache.entries[cache.next_victim++ % deferral_cache::size];
-  *slot = {found.boundary_sp, found.boundary_return, 1, 1};
+  *slot = {};
+  slot->sp = found.boundary_sp;
+  slot->return_to = found.boundary_return;
+  slot->caller_sp = found.caller_sp;
+  slot->caller_return_to = found.caller_return;
+  slot->skips_left = slot->next_skips = 1;
+  cache.add_site(from);
 }
 
 }  // namespace
@@ -82,7 +100,8 @@ bool may_raise_here(task& t, const void* from) noexcept {
   std::uintptr_t low = 0;
   std::uintptr_t high = 0;
   const bool known_stack = running_stack(t, &low, &high) && low <= sp && sp < high;
-  if (known_stack && defer_remembered(t.deferrals, sp, high)) return false;
+  const auto from_address = reinterpret_cast<std::uintptr_t>(from);
+  if (known_stack && defer_remembered(t.deferrals, sp, high, from_address)) return false;
 
   ++searches;
   const limit_reached probe(t.raise_kind);
@@ -99,7 +118,7 @@ bool may_raise_here(task& t, const void* from) noexcept {
   }
   if (known_stack && answer.boundary_sp > sp && answer.boundary_sp <= high &&
       answer.boundary_return != 0) {
-    remember(t.deferrals, answer);
+    remember(t.deferrals, answer, from_address);
   }
   return false;
 }

@@ -117,6 +117,7 @@ void release(context* c) noexcept {
 }
 
 context* push_context(task& t, context* c) noexcept {
+  t.deferrals = {};  // the boundaries a guard's searches found are its own
   c->parent = t.innermost;
   if (c->parent != nullptr) retain(c->parent);
   {
@@ -134,6 +135,7 @@ context* push_context(task& t, context* c) noexcept {
 
 void pop_context(task& t, context* c) noexcept {
   MEMLIMITS_CHECK(t.innermost == c, "guards of a task exited out of order");
+  t.deferrals = {};
   if (c->watch != nullptr) {
     unwatch_token(c->watch);
     c->watch = nullptr;

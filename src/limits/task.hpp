@@ -69,12 +69,31 @@ struct deferral_cache {
   struct entry {
     std::uintptr_t sp = 0;           // the boundary frame's stack pointer at its call; 0: free
     std::uintptr_t return_to = 0;    // that call's return address, as stored on the stack
+    std::uintptr_t caller_sp = 0;    // the same for the frame that called it (0: none)
+    std::uintptr_t caller_return_to = 0;
     std::uint32_t skips_left = 0;    // allocations deferred before searching again
     std::uint32_t next_skips = 0;    // the next budget (doubling, capped)
   };
   static constexpr int size = 4;
   entry entries[size];
   std::uint32_t next_victim = 0;
+  // Allocation sites (hook return addresses) at which a search found one of
+  // the boundaries: only they are deferred without a search. (A recursive
+  // teardown that the compiler inlined into itself allocates from a dozen
+  // sites or more.)
+  static constexpr int site_count = 32;
+  std::uintptr_t sites[site_count] = {};
+  std::uint32_t next_site = 0;
+
+  bool allocates_from(std::uintptr_t site) const noexcept {
+    for (std::uintptr_t known : sites) {
+      if (known == site) return true;
+    }
+    return false;
+  }
+  void add_site(std::uintptr_t site) noexcept {
+    if (!allocates_from(site)) sites[next_site++ % site_count] = site;
+  }
 };
 
 struct task {

@@ -763,6 +763,7 @@ struct walk {
   bool started = false;
   bool handler_seen = false;
   bool decided = false;
+  bool awaiting_caller = false;  // the next frame is the boundary's caller
 };
 
 _Unwind_Reason_Code visit(_Unwind_Context* context, void* arg) {
@@ -779,6 +780,11 @@ _Unwind_Reason_Code visit(_Unwind_Context* context, void* arg) {
   // this frame's stack pointer at the call it is making.
   const std::uintptr_t sp = _Unwind_GetCFA(context);
   const bool past_stop = w.query->stop_above != 0 && sp >= w.query->stop_above;
+  if (w.awaiting_caller) {
+    w.answer->caller_sp = sp;
+    w.answer->caller_return = return_address_at(sp);
+    w.awaiting_caller = false;
+  }
   if (w.decided) {
     // It terminates: the walk goes on only to find the outermost boundary
     // below the stop, which stays on the stack the longest (the root of a
@@ -787,6 +793,8 @@ _Unwind_Reason_Code visit(_Unwind_Context* context, void* arg) {
     if (classify(context, *w.query, false) == frame_action::terminates) {
       w.answer->boundary_sp = sp;
       w.answer->boundary_return = return_address_at(sp);
+      w.answer->caller_sp = w.answer->caller_return = 0;
+      w.awaiting_caller = true;
     }
     return _URC_NO_REASON;
   }
@@ -795,6 +803,7 @@ _Unwind_Reason_Code visit(_Unwind_Context* context, void* arg) {
       w.answer->outcome = throw_outcome::terminates;
       w.answer->boundary_sp = sp;
       w.answer->boundary_return = return_address_at(sp);
+      w.awaiting_caller = true;
       w.decided = true;
       // Without a stop, the walk would go on to the end of the stack.
       return w.query->stop_above != 0 ? _URC_NO_REASON : _URC_END_OF_STACK;
@@ -828,7 +837,8 @@ handler_answer search_handler(const handler_query& query) noexcept {
   return answer;
 }
 
-std::uintptr_t return_address_at(std::uintptr_t sp) noexcept {
+__attribute__((no_sanitize("address", "hwaddress"))) std::uintptr_t return_address_at(
+    std::uintptr_t sp) noexcept {
 #if defined(__x86_64__)
   // `call` pushed it just below the caller's stack pointer.
   return *reinterpret_cast<const std::uintptr_t*>(sp - sizeof(std::uintptr_t));

@@ -49,6 +49,11 @@ struct handler_answer {
   // is caught before it.
   std::uintptr_t boundary_sp = 0;
   std::uintptr_t boundary_return = 0;
+  // The same for the frame that called it (its return address is the
+  // boundary frame's own): a second word that must still match, so that a
+  // stale copy of the first one in a reused stack slot is not taken for it.
+  std::uintptr_t caller_sp = 0;
+  std::uintptr_t caller_return = 0;
 };
 
 // Handlers that catch and rethrow are common (libstdc++ wraps construction
@@ -62,7 +67,8 @@ handler_answer search_handler(const handler_query& query) noexcept;
 // The return address of the call made by the frame whose stack pointer at
 // that call was `sp`, where the ABI puts it at a fixed place (x86-64: the
 // word below); 0 elsewhere. The caller guarantees that the word is in a live
-// stack.
+// stack; it may be a stale word of a frame that has returned (the reader
+// checks), which AddressSanitizer is told not to mind.
 std::uintptr_t return_address_at(std::uintptr_t sp) noexcept;
 
 }  // namespace memlimits::platform
