@@ -20,10 +20,13 @@
 // escapes the outermost guard, an interrupted task raises at its
 // very next allocation, and so does a task whose token's set() has returned;
 // masked sections and destructors that allocate during unwinding never see
-// an interruption. Every loop is bounded; seeds are fixed (the interleavings
-// are not). Afterwards: no task is listed, the settings are back, the live
-// heap estimate is back to where it was, and fresh guards on a quiet thread
-// do not trip.
+// an interruption. The run lasts a few seconds and, whatever the machine's
+// load, until each event the checks need has happened (a guard of every
+// kind entered, allocation and token guards interrupted, a short-lived
+// thread ended), within a bounded time. Every loop is bounded; seeds are
+// fixed (the interleavings are not). Afterwards: no task is listed, the
+// settings are back, the live heap estimate is back to where it was, and
+// fresh guards on a quiet thread do not trip.
 //
 // A second test forks, again and again, a process whose other threads are in
 // guards: the child runs exact guards, a token guard on a new thread, and
@@ -60,6 +63,7 @@
 #include "memlimits/limits.hpp"
 #include "support/recording_tracker.hpp"
 #include "support/stress_common.hpp"
+#include "support/wait.hpp"
 
 namespace {
 
@@ -70,6 +74,7 @@ using memlimits::testing::scaled;
 using memlimits::testing::sink;
 using memlimits::testing::under_asan;
 using memlimits::testing::under_tsan;
+using memlimits::testing::wait_until;
 using clock_type = std::chrono::steady_clock;
 
 constexpr int worker_count = 8;
@@ -201,7 +206,11 @@ void set_some_token(std::array<token_slot, worker_count>& slots, std::mt19937_64
 
 struct shared_state {
   std::atomic<bool> stop{false};
+  // The run goes on until `deadline` and, if `until_events_seen`, until
+  // events_seen() too, but never past `hard_deadline`.
   clock_type::time_point deadline;
+  clock_type::time_point hard_deadline = clock_type::time_point::max();
+  bool until_events_seen = false;
   block_exchange exchange;
   std::array<token_slot, worker_count> slots;
   failure_log failures;
@@ -214,10 +223,41 @@ struct shared_state {
   std::atomic<long> monitor_rounds{0};
   std::atomic<long> short_lived{0};
 
+  // What the stress test checks happened: a guard of every kind entered,
+  // allocation and token guards interrupted, a short-lived thread ended.
+  bool events_seen() const {
+    for (const auto& n : entered) {
+      if (n.load(std::memory_order_relaxed) == 0) return false;
+    }
+    return interrupted[index_of(limit_kind::allocations)].load(std::memory_order_relaxed) > 0 &&
+           interrupted[index_of(limit_kind::token)].load(std::memory_order_relaxed) > 0 &&
+           short_lived.load(std::memory_order_relaxed) > 0;
+  }
+  long nests_entered() const {
+    long n = 0;
+    for (const auto& e : entered) n += e.load(std::memory_order_relaxed);
+    return n;
+  }
+
   bool done() const {
-    return stop.load(std::memory_order_relaxed) || clock_type::now() >= deadline;
+    if (stop.load(std::memory_order_relaxed)) return true;
+    const clock_type::time_point now = clock_type::now();
+    if (now >= hard_deadline) return true;
+    return now >= deadline && (!until_events_seen || events_seen());
   }
 };
+
+// Allocates 64-byte blocks in a token guard whose token another thread sets
+// once `running` is true, until the interruption, or for at most the
+// timeout of support/wait.hpp (then the guard's result shows it).
+void allocate_until_interrupted(std::atomic<bool>& running) {
+  running.store(true, std::memory_order_release);
+  const auto give_up = memlimits::testing::deadline_in();
+  while (!memlimits::testing::passed(give_up)) {
+    std::unique_ptr<char[]> p(new char[64]);
+    sink(p.get());
+  }
+}
 
 // A destructor that allocates while an interruption unwinds the task: the
 // allocation must not be interrupted (std::uncaught_exceptions() > 0), or
@@ -564,15 +604,7 @@ void spawner(shared_state& shared, std::uint64_t seed) {
           unwound.store(true, std::memory_order_relaxed);
           break;
         case 2: {
-          auto r = memlimits::limit_with_token(t, [&] {
-            running.store(true, std::memory_order_release);
-            // Bounded: the token is set right away; ten million
-            // allocations without an interruption is a hang.
-            for (long i = 0; i < 10000000L; ++i) {
-              std::unique_ptr<char[]> p(new char[64]);
-              sink(p.get());
-            }
-          });
+          auto r = memlimits::limit_with_token(t, [&] { allocate_until_interrupted(running); });
           if (r.has_value() || r.error().kind() != limit_kind::token) {
             shared.failures.add("a short-lived thread's token guard was not interrupted");
           }
@@ -582,8 +614,10 @@ void spawner(shared_state& shared, std::uint64_t seed) {
       }
     });
     if (mode == 2) {
-      while (!running.load(std::memory_order_acquire)) std::this_thread::yield();
-      t.set();
+      if (!wait_until([&] { return running.load(std::memory_order_acquire); })) {
+        shared.failures.add("a short-lived thread did not enter its token guard in time");
+      }
+      t.set();  // before the guard is entered, the task does not run: still a token error
     }
     short_lived.join();
     if (!unwound.load(std::memory_order_relaxed)) {
@@ -608,6 +642,8 @@ TEST_F(Concurrency, EightWorkersWithNestedGuardsOfEveryKind) {
 
   auto shared = std::make_unique<shared_state>();
   shared->deadline = clock_type::now() + std::chrono::milliseconds(scaled(4000, 4000));
+  shared->hard_deadline = shared->deadline + memlimits::testing::event_timeout;
+  shared->until_events_seen = true;
   std::vector<std::thread> threads;
   std::array<long, worker_count> iterations{};
   for (int id = 0; id < worker_count; ++id) {
@@ -630,6 +666,9 @@ TEST_F(Concurrency, EightWorkersWithNestedGuardsOfEveryKind) {
   while (const std::optional<block> b = shared->exchange.pop()) release(*b, shared->failures);
 
   EXPECT_EQ(shared->failures.count(), 0) << shared->failures.describe();
+  EXPECT_TRUE(shared->events_seen())
+      << "not every event the checks below need happened within "
+      << memlimits::testing::event_timeout.count() << " s past the run's 4 s";
   long total = 0;
   for (long n : iterations) total += n;
   std::printf(
@@ -645,8 +684,9 @@ TEST_F(Concurrency, EightWorkersWithNestedGuardsOfEveryKind) {
   for (int kind = 0; kind < kind_count; ++kind) {
     EXPECT_GT(shared->entered[kind].load(), 0) << "kind " << kind << " never entered";
   }
-  // Sure to trip in seconds of this workload: a limit of at most 4 MiB on a
-  // task that allocates MiBs, and tokens set every few hundred microseconds.
+  // Sure to trip in seconds of this workload's running time (the run waits
+  // for it): a limit of at most 4 MiB on a task that allocates MiBs, and
+  // tokens set every few hundred microseconds.
   EXPECT_GT(shared->interrupted[index_of(limit_kind::allocations)].load(), 0);
   EXPECT_GT(shared->interrupted[index_of(limit_kind::token)].load(), 0);
   EXPECT_GT(shared->short_lived.load(), 0);
@@ -713,19 +753,13 @@ int child_checks(bool inside_guard) {
   std::atomic<bool> running{false};
   bool interrupted = false;
   std::thread inner([&] {
-    auto tr = memlimits::limit_with_token(t, [&] {
-      running.store(true, std::memory_order_release);
-      for (long i = 0; i < 10000000L; ++i) {  // bounded; interrupted at once
-        std::unique_ptr<char[]> p(new char[32]);
-        sink(p.get());
-      }
-    });
+    auto tr = memlimits::limit_with_token(t, [&] { allocate_until_interrupted(running); });
     interrupted = !tr.has_value() && tr.error().kind() == limit_kind::token;
   });
-  while (!running.load(std::memory_order_acquire)) std::this_thread::yield();
+  const bool entered = wait_until([&] { return running.load(std::memory_order_acquire); });
   t.set();
   inner.join();
-  if (!interrupted) failed |= 8;
+  if (!entered || !interrupted) failed |= 8;
   // A memory guard whose blocks the child frees.
   auto m = memlimits::limit_memory(1_GiB, [] {
     std::vector<std::string> v(100, std::string(1000, 'c'));
@@ -744,7 +778,7 @@ TEST_F(Concurrency, ForkWhileOtherThreadsAreInGuards) {
     GTEST_SKIP() << "ASan's allocator is not fork-safe with threads allocating (GCC 12)";
   }
   auto shared = std::make_unique<shared_state>();
-  shared->deadline = clock_type::now() + std::chrono::seconds(60);  // stopped below
+  shared->deadline = clock_type::time_point::max();  // stopped below
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
   for (int id = 0; id < 4; ++id) {
@@ -755,16 +789,26 @@ TEST_F(Concurrency, ForkWhileOtherThreadsAreInGuards) {
   }
   threads.emplace_back([&] { token_setter(*shared, 0xf5e7); });
 
+  // Each fork waits until the workers have gone through guards since the
+  // previous one, so that every fork happens while they run.
   constexpr int forks = 24;
   int bad_children = 0;
   std::string report;
+  long nests_at_fork = 0;
   for (int i = 0; i < forks; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!wait_until([&] { return shared->nests_entered() > nests_at_fork; })) {
+      ADD_FAILURE() << "the workers entered no guard in " << memlimits::testing::event_timeout.count()
+                    << " s before fork " << i;
+      break;
+    }
+    nests_at_fork = shared->nests_entered();
     const bool inside_guard = i % 2 == 1;
     auto fork_and_wait = [&] {
       const pid_t pid = ::fork();
       if (pid == 0) {
-        ::alarm(30);  // a deadlock ends the child with SIGALRM
+        // A deadlock ends the child with SIGALRM (after its own bounded
+        // waits would have failed).
+        ::alarm(90);
         int code = 125;
         try {
           code = child_checks(inside_guard);
@@ -790,10 +834,11 @@ TEST_F(Concurrency, ForkWhileOtherThreadsAreInGuards) {
     } else {
       pid = fork_and_wait();
     }
-    ASSERT_GT(pid, 0);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    if (pid <= 0) {
+      ADD_FAILURE() << "fork " << i << " failed";
+      break;
     }
+    const int status = memlimits::testing::wait_for_child(pid, std::chrono::seconds(120));
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       ++bad_children;
       report += "\n  fork " + std::to_string(i) + (inside_guard ? " (inside a guard)" : "") +

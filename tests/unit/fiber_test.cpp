@@ -27,6 +27,7 @@
 #include "memlimits/limits.hpp"
 #include "support/limits_support.hpp"
 #include "support/sanitizers.hpp"
+#include "support/wait.hpp"
 
 namespace {
 
@@ -195,7 +196,10 @@ TEST(Fiber, ATokenSetWhileTheFiberRunsOnAnotherThreadInterruptsIt) {
   fiber f{[&](fiber&& caller) {
     auto r = memlimits::limit_with_token(cancel, [&] {
       running = true;
-      for (;;) churn(1, 64);  // until set() from the main thread
+      // Until set() from the main thread; a broken interruption ends the
+      // loop at the timeout instead of hanging the test.
+      const auto give_up = memlimits::testing::deadline_in();
+      while (!memlimits::testing::passed(give_up)) churn(1, 64);
       return 0;
     });
     EXPECT_FALSE(r.has_value());
@@ -203,8 +207,9 @@ TEST(Fiber, ATokenSetWhileTheFiberRunsOnAnotherThreadInterruptsIt) {
     return std::move(caller);
   }};
   std::thread runner([&] { f = std::move(f).resume(); });
-  while (!running) std::this_thread::yield();
-  cancel.set();
+  EXPECT_TRUE(memlimits::testing::eventually([&] { return running.load(); },
+                                             "the fiber to enter its guard"));
+  cancel.set();  // interrupts the fiber even if it has not entered its guard yet
   runner.join();
   EXPECT_FALSE(f);
 }
@@ -520,8 +525,7 @@ TEST(Fiber, AFiberSuspendedInsideAGuardGoesOnInAForkedChild) {
     if (!fiber_tasks().empty()) failed |= 8;
     ::_exit(failed);
   }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  const int status = memlimits::testing::wait_for_child(pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "bits: 1 listed before it ran, 2 not listed or wrong usage, "
                                        "4 wrong outcome, 8 still listed at the end";

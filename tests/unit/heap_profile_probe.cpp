@@ -4,8 +4,10 @@
 // keeps BLOCKS blocks of SIZE bytes from hold_until_exit() live at exit,
 // allocates as many from allocate_and_free() and frees them, and with
 // THREADS > 0 leaves that many threads allocating and freeing while the
-// process exits. Linked with -rdynamic, so that dladdr names its functions.
+// process exits (each has allocated before the main thread goes on; one that
+// has not within 60 s makes the probe exit with status 3). Linked with -rdynamic, so that dladdr names its functions.
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -42,15 +44,23 @@ int main(int argc, char** argv) {
   std::atomic<long> started{0};
   for (long t = 0; t < threads; ++t) {
     std::thread([&started] {
-      started.fetch_add(1);
       for (unsigned i = 0;; ++i) {
         void* block = std::malloc(64 + i % 4096);
         std::memset(block, 3, 64);
         std::free(block);
+        if (i == 0) started.fetch_add(1);
       }
     }).detach();
   }
-  while (started.load() < threads) std::this_thread::yield();
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (started.load() < threads) {
+    if (std::chrono::steady_clock::now() >= give_up) {
+      std::fprintf(stderr, "heap_profile_probe: %ld of %ld threads allocated in 60 s\n",
+                   started.load(), threads);
+      return 3;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
   hold_until_exit(blocks, size);
   allocate_and_free(blocks, size);
   return 0;

@@ -30,6 +30,7 @@
 #include "core/sampler.hpp"
 #include "memlimits/memprof.hpp"
 #include "support/recording_tracker.hpp"
+#include "support/wait.hpp"
 
 // ---- allocation sites ----
 // Named in the profile through dladdr: external linkage (the test is linked
@@ -545,9 +546,11 @@ TEST(HeapProfileThreads, ConcurrentAllocationsAndCrossThreadFrees) {
 
 TEST(HeapProfileThreads, SnapshotsAndWritesWhileOtherThreadsAllocate) {
   // New stacks are inserted (depths 0..19) and blocks freed while the main
-  // thread reads the table.
+  // thread reads the table: each round waits until the workers have
+  // allocated since the previous one.
   heap_profile p(0.5, 32);
   std::atomic<bool> done{false};
+  std::atomic<long> worker_rounds{0};
   std::vector<std::thread> workers;
   for (int k = 0; k < 3; ++k) {
     workers.emplace_back([&, k] {
@@ -556,11 +559,19 @@ TEST(HeapProfileThreads, SnapshotsAndWritesWhileOtherThreadsAllocate) {
         void*& slot = held[i % held.size()];
         std::free(slot);
         slot = site_at_depth(static_cast<int>((i + static_cast<unsigned>(k)) % 20), 64 + i % 512);
+        worker_rounds.fetch_add(1, std::memory_order_relaxed);
       }
       for (void* b : held) std::free(b);
     });
   }
+  long rounds_seen = 0;
   for (int round = 0; round < 50; ++round) {
+    const auto allocated = memlimits::testing::eventually(
+        [&] { return worker_rounds.load(std::memory_order_relaxed) > rounds_seen; },
+        "the workers to allocate");
+    EXPECT_TRUE(allocated) << "round " << round;
+    if (!allocated) break;
+    rounds_seen = worker_rounds.load(std::memory_order_relaxed);
     const std::vector<heap_stack> now = p.snapshot();
     for (std::size_t i = 0; i < now.size(); ++i) {
       EXPECT_GT(now[i].samples, 0u);

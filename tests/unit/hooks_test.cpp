@@ -40,6 +40,7 @@
 #include "memlimits/memprof.hpp"
 #include "support/recording_fixture.hpp"
 #include "support/recording_tracker.hpp"
+#include "support/wait.hpp"
 #include "tracking/block_table.hpp"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -1187,7 +1188,9 @@ TEST_F(HooksThreads, ConcurrentAllocationsAndFreesBalance) {
       }
       for (void* p : window) opaque(&std::free)(p);
       ready.fetch_add(1);
-      while (ready.load() < threads) std::this_thread::yield();
+      // Going on before the others are done would race with their pushes.
+      memlimits::testing::await([&] { return ready.load() == threads; },
+                                "every worker to hand over its blocks");
       for (void* p : handoff[(t + 1) % threads]) ::operator delete(p);
     });
   }

@@ -26,7 +26,6 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,7 +33,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -69,8 +67,10 @@
 
 #include "core/sampler.hpp"
 #include "memlimits/memlimits.hpp"
+#include "platform/platform.hpp"
 #include "support/limits_support.hpp"
 #include "support/recording_tracker.hpp"
+#include "support/wait.hpp"
 
 namespace {
 
@@ -117,16 +117,20 @@ std::int64_t innermost_used() {
   return used;
 }
 
+// One step of a handshake between two threads: waits until the other one
+// has stored `value` (a timeout ends the test process: going on would race).
 void spin_until(const std::atomic<int>& phase, int value) {
-  while (phase.load(std::memory_order_acquire) != value) sched_yield();
+  memlimits::testing::await([&] { return phase.load(std::memory_order_acquire) == value; },
+                            "the other thread's step of the handshake");
 }
 
 // Allocates and frees 64-byte blocks, counting them in `count`, until an
-// interruption raises limit_reached out of it, or for at most 20 s (so that
-// a broken interruption fails the test instead of hanging it).
+// interruption raises limit_reached out of it, or until the timeout of
+// support/wait.hpp (so that a broken interruption fails the test instead of
+// hanging it).
 void churn_until_interrupted(std::uint64_t& count) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < give_up) {
+  const auto give_up = memlimits::testing::deadline_in();
+  while (!memlimits::testing::passed(give_up)) {
     delete_block(new_block(64), 64);
     ++count;
   }
@@ -1912,7 +1916,13 @@ TEST_F(LimitGlobal, RssSourceReadsTheResidentSet) {
   ASSERT_NE(p, nullptr);
   std::memset(p, 1, touched);
   sink(p);
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // readings are cached for 1 ms
+  // Readings are cached for 1 ms of the library's clock, a coarse one (its
+  // ticks may be 10 ms apart): waits until that clock has moved on by more
+  // than 1 ms since the memory was touched, so the next reading is fresh.
+  const std::uint64_t touched_at = memlimits::platform::monotonic_ns();
+  EXPECT_TRUE(memlimits::testing::eventually(
+      [&] { return memlimits::platform::monotonic_ns() - touched_at > 1000000; },
+      "the library's clock to move on by 1 ms"));
   const std::uint64_t after = memlimits::global_memory_usage();
   std::free(p);
   EXPECT_GE(after, before + 60_MiB) << "rss grew by " << static_cast<std::int64_t>(after - before);
@@ -2057,8 +2067,9 @@ TEST_F(LimitToken, OneTokenInterruptsEveryTaskThatWatchesIt) {
       interrupted[i] = !r.has_value() && r.error().kind() == limit_kind::token;
     });
   }
-  while (started.load() != workers) sched_yield();
-  t.set();
+  EXPECT_TRUE(memlimits::testing::eventually([&] { return started.load() == workers; },
+                                             "every worker to enter its guard"));
+  t.set();  // interrupts the workers that have not entered their guard yet too
   for (std::thread& thread : threads) thread.join();
   for (int i = 0; i < workers; ++i) EXPECT_TRUE(interrupted[i]) << "worker " << i;
   // The token stays set: a new guard on it does not run its task.
@@ -2122,8 +2133,7 @@ TEST_F(LimitToken, TheFirstAllocationAfterIsSetIsObservedRaises) {
     std::uint64_t bytes = 0;
     auto r = memlimits::limit_with_token(t, [&] {
       phase.store(1, std::memory_order_release);
-      while (!t.is_set()) {
-      }
+      memlimits::testing::await([&] { return t.is_set(); }, "the token to be set");
       for (int i = 0; i < 1000; ++i) {
         delete_block(new_block(64), 64);
         ++allocations;
@@ -2668,7 +2678,8 @@ TEST_F(LimitThreads, ManyShortLivedThreadsEachWithAGuard) {
 using LimitFork = limits_fixture;
 
 // Runs `child` in a child process, which exits with what it returns (a mask
-// of failed checks); returns the exit code, or 1000 + signal.
+// of failed checks); returns the exit code, or 1000 + signal, or -1 if fork
+// or waitpid failed.
 template <class F>
 int run_in_child(F child) {
   const pid_t pid = ::fork();
@@ -2682,9 +2693,8 @@ int run_in_child(F child) {
     ::_exit(code);
   }
   if (pid < 0) return -1;
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  const int status = memlimits::testing::wait_for_child(pid);
+  if (status == -1) return -1;
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return 1000 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }

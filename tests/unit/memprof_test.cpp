@@ -19,6 +19,7 @@
 
 #include "memlimits/memprof.hpp"
 #include "support/recording_tracker.hpp"
+#include "support/wait.hpp"
 
 // Callstacks start at the caller of the hook: found by name with dladdr, so
 // these have external linkage (the test is linked with -rdynamic).
@@ -41,6 +42,9 @@ using memlimits::memprof::source;
 using memlimits::memprof::tracker;
 using memlimits::testing::sink;
 using memlimits::testing::recording_tracker;
+using memlimits::testing::await;
+using memlimits::testing::eventually;
+using memlimits::testing::wait_for_child;
 
 #if defined(__SANITIZE_THREAD__)
 constexpr bool under_tsan = true;
@@ -256,12 +260,10 @@ TEST(ProfileThreads, RateChangeReachesAWaitingThreadAtItsNextAllocation) {
     sink(warm);
     std::free(warm);
     phase = 1;
-    while (phase.load() != 2) {
-    }
+    await([&] { return phase.load() == 2; }, "the profile to start");
     block = std::malloc(64);
   });
-  while (phase.load() != 1) {
-  }
+  await([&] { return phase.load() == 1; }, "the other thread's first allocation");
   profile p(t, 1.0);
   phase = 2;
   th.join();
@@ -273,15 +275,21 @@ TEST(ProfileThreads, RateChangeReachesAWaitingThreadAtItsNextAllocation) {
 
 TEST(ProfileConcurrency, StartAndStopWhileOtherThreadsAllocate) {
   // Callbacks may only run while the profile runs: after stop() returns,
-  // none starts, so the tracker can be destroyed.
+  // none starts, so the tracker can be destroyed. Each profile stays open
+  // until a worker's allocation has been reported to it, and each tracker
+  // lives on after stop() until the workers have allocated again: the
+  // allocations that would make late callbacks happen while it is checked.
   struct checking_tracker : tracker {
+    std::thread::id owner = std::this_thread::get_id();
     std::atomic<bool> stopped{false};
     std::atomic<long> late_calls{0};
     std::atomic<long> allocs{0};
+    std::atomic<long> worker_allocs{0};
     std::atomic<long> frees{0};
     void* on_alloc(const allocation&) override {
       if (stopped.load()) ++late_calls;
       ++allocs;
+      if (std::this_thread::get_id() != owner) ++worker_allocs;
       return this;
     }
     void on_free(void*) noexcept override {
@@ -290,6 +298,7 @@ TEST(ProfileConcurrency, StartAndStopWhileOtherThreadsAllocate) {
     }
   };
   std::atomic<bool> done{false};
+  std::atomic<long> worker_rounds{0};
   std::vector<std::thread> workers;
   for (int k = 0; k < 3; ++k) {
     workers.emplace_back([&, k] {
@@ -299,20 +308,30 @@ TEST(ProfileConcurrency, StartAndStopWhileOtherThreadsAllocate) {
         void*& slot = held[i++ % held.size()];
         std::free(slot);
         slot = std::malloc(16 + 8 * ((i + k) % 32));
+        worker_rounds.fetch_add(1, std::memory_order_relaxed);
       }
       for (void* q : held) std::free(q);
     });
   }
   long total_allocs = 0;
   long total_late = 0;
-  for (int round = 0; round < 200; ++round) {
+  bool timed_out = false;
+  for (int round = 0; round < 200 && !timed_out; ++round) {
     auto t = std::make_unique<checking_tracker>();
     {
       profile p(*t, round % 2 == 0 ? 1.0 : 0.05);
-      std::this_thread::yield();
+      const auto reported = eventually([&] { return t->worker_allocs.load() > 0; },
+                                       "a worker's allocation to be reported to the profile");
+      EXPECT_TRUE(reported) << "round " << round;
       p.stop();
       t->stopped = true;
-      std::this_thread::yield();
+      // Of the rounds counted from here on, at most one per worker (3) may
+      // have allocated before stop(): the 4th allocated after it.
+      const long rounds_at_stop = worker_rounds.load();
+      const auto allocated_after = eventually(
+          [&] { return worker_rounds.load() > rounds_at_stop + 3; }, "a worker to allocate after stop()");
+      EXPECT_TRUE(allocated_after) << "round " << round;
+      timed_out = !reported || !allocated_after;
     }
     total_allocs += t->allocs.load();
     total_late += t->late_calls.load();
@@ -408,8 +427,7 @@ TEST(ProfileFork, ParentAndChildKeepWorking) {
     ok = ok && inherited != nullptr && inherited->frees.load() == 1;
     _exit(ok ? 0 : 1);
   }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  const int status = wait_for_child(pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   void* after = std::malloc(300);
@@ -433,9 +451,12 @@ TEST(ProfileFork, ForkWhileOtherThreadsAllocate) {
   // The other threads hold the core's and tracking's locks often (rate 1:
   // every allocation takes the slow path); the fork handlers must leave the
   // child with usable locks.
+  // Each fork waits until the workers have allocated since the previous
+  // one, so that every fork happens while they allocate.
   recording_tracker t(1 << 16);
   profile p(t, 1.0);
   std::atomic<bool> done{false};
+  std::atomic<long> worker_rounds{0};
   std::vector<std::thread> workers;
   for (int k = 0; k < 2; ++k) {
     workers.emplace_back([&] {
@@ -443,14 +464,28 @@ TEST(ProfileFork, ForkWhileOtherThreadsAllocate) {
         void* q = std::malloc(48);
         sink(q);
         std::free(q);
+        worker_rounds.fetch_add(1, std::memory_order_relaxed);
       }
     });
   }
+  struct stop_workers {
+    std::atomic<bool>& done;
+    std::vector<std::thread>& workers;
+    ~stop_workers() {
+      done = true;
+      for (auto& th : workers) th.join();
+    }
+  } stopping{done, workers};
+  long rounds_at_fork = 0;
   for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(eventually([&] { return worker_rounds.load() > rounds_at_fork; },
+                           "the workers to allocate"))
+        << "before fork " << i;
+    rounds_at_fork = worker_rounds.load();
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
-      alarm(20);  // a deadlock ends the child with SIGALRM
+      alarm(60);  // a deadlock ends the child with SIGALRM
       for (int j = 0; j < 100; ++j) {
         void* q = std::malloc(64 + j);
         sink(q);
@@ -461,14 +496,11 @@ TEST(ProfileFork, ForkWhileOtherThreadsAllocate) {
       child_profile.stop();
       _exit(0);
     }
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    const int status = wait_for_child(pid);
     ASSERT_TRUE(WIFEXITED(status)) << "child " << i << " killed by signal "
                                    << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     EXPECT_EQ(WEXITSTATUS(status), 0);
   }
-  done = true;
-  for (auto& th : workers) th.join();
 }
 
 }  // namespace
