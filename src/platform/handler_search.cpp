@@ -49,29 +49,36 @@ constexpr unsigned char pe_aligned = 0x50;
 constexpr unsigned char pe_indirect = 0x80;
 constexpr unsigned char pe_omit = 0xff;
 
-const unsigned char* read_uleb128(const unsigned char* p, std::uint64_t* out) noexcept {
+// LEB128: 7 bits a byte, low first, the high bit set on all but the last.
+// `shift` receives the bits read, `last` the last byte (its 0x40 is the sign).
+const unsigned char* read_leb128(const unsigned char* p, std::uint64_t* out, unsigned* shift,
+                                 unsigned char* last) noexcept {
   std::uint64_t result = 0;
-  unsigned shift = 0;
+  unsigned bits = 0;
   unsigned char byte;
   do {
     byte = *p++;
-    if (shift < 64) result |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
-    shift += 7;
+    if (bits < 64) result |= static_cast<std::uint64_t>(byte & 0x7f) << bits;
+    bits += 7;
   } while ((byte & 0x80) != 0);
   *out = result;
+  *shift = bits;
+  *last = byte;
   return p;
 }
 
+const unsigned char* read_uleb128(const unsigned char* p, std::uint64_t* out) noexcept {
+  unsigned shift;
+  unsigned char last;
+  return read_leb128(p, out, &shift, &last);
+}
+
 const unsigned char* read_sleb128(const unsigned char* p, std::int64_t* out) noexcept {
-  std::uint64_t result = 0;
-  unsigned shift = 0;
-  unsigned char byte;
-  do {
-    byte = *p++;
-    if (shift < 64) result |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
-    shift += 7;
-  } while ((byte & 0x80) != 0);
-  if (shift < 64 && (byte & 0x40) != 0) result |= ~std::uint64_t{0} << shift;
+  std::uint64_t result;
+  unsigned shift;
+  unsigned char last;
+  p = read_leb128(p, &result, &shift, &last);
+  if (shift < 64 && (last & 0x40) != 0) result |= ~std::uint64_t{0} << shift;
   *out = static_cast<std::int64_t>(result);
   return p;
 }

@@ -42,6 +42,7 @@
 
 #include "memlimits/limits.hpp"
 #include "memlimits/memprof.hpp"
+#include "support/sequence_tracker.hpp"
 #include "support/stress_common.hpp"
 
 namespace {
@@ -67,78 +68,14 @@ struct recorded {
   friend bool operator==(const recorded&, const recorded&) = default;
 };
 
-// Counts every live block of the process; while recording, appends the
-// calling thread's blocks (and, if asked, their innermost return
-// addresses) to storage reserved up front. Its callbacks never allocate.
-class json_tracker final : public memprof::tracker {
- public:
-  explicit json_tracker(std::size_t capacity)
-      : blocks_(std::make_unique<recorded[]>(capacity)),
-        frames_(std::make_unique<void*[]>(capacity * frames_kept)),
-        capacity_(capacity) {}
-
-  void* on_alloc(const memprof::allocation& a) override {
-    live_bytes_.fetch_add(static_cast<std::int64_t>(a.size), std::memory_order_relaxed);
-    live_blocks_.fetch_add(1, std::memory_order_relaxed);
-    if (recording_.load(std::memory_order_relaxed) && std::this_thread::get_id() == owner_) {
-      if (count_ < capacity_) {
-        const bool in_exception =
-            std::uncaught_exceptions() > 0 || abi::__cxa_current_exception_type() != nullptr;
-        blocks_[count_] = {a.size, a.origin, in_exception};
-        if (with_frames_) {
-          void** out = &frames_[count_ * frames_kept];
-          for (std::size_t i = 0; i < frames_kept; ++i) {
-            out[i] = i < a.callstack.size() ? a.callstack[i] : nullptr;
-          }
-        }
-      }
-      ++count_;
-    }
-    return reinterpret_cast<void*>(static_cast<std::uintptr_t>(a.size));  // size >= 1
-  }
-  void on_free(void* cookie) noexcept override {
-    live_bytes_.fetch_sub(static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(cookie)),
-                          std::memory_order_relaxed);
-    live_blocks_.fetch_sub(1, std::memory_order_relaxed);
-  }
-
-  // RAII: records the calling thread's blocks while alive.
-  class recording {
-   public:
-    recording(json_tracker& t, bool with_frames) : t_(t) {
-      t_.owner_ = std::this_thread::get_id();
-      t_.count_ = 0;
-      t_.with_frames_ = with_frames;
-      t_.recording_.store(true, std::memory_order_relaxed);
-    }
-    ~recording() { t_.recording_.store(false, std::memory_order_relaxed); }
-    recording(const recording&) = delete;
-    recording& operator=(const recording&) = delete;
-
-   private:
-    json_tracker& t_;
-  };
-
-  std::size_t count() const { return count_; }
-  bool overflowed() const { return count_ > capacity_; }
-  const recorded& at(std::size_t i) const { return blocks_[i]; }
-  const void* frame(std::size_t block, std::size_t i) const {
-    return frames_[block * frames_kept + i];
-  }
-  std::int64_t live_bytes() const { return live_bytes_.load(std::memory_order_relaxed); }
-  std::int64_t live_blocks() const { return live_blocks_.load(std::memory_order_relaxed); }
-
- private:
-  std::unique_ptr<recorded[]> blocks_;
-  std::unique_ptr<void*[]> frames_;
-  std::size_t capacity_;
-  std::size_t count_ = 0;
-  bool with_frames_ = false;
-  std::thread::id owner_;
-  std::atomic<bool> recording_{false};
-  std::atomic<std::int64_t> live_bytes_{0};
-  std::atomic<std::int64_t> live_blocks_{0};
-};
+// Every live block of the process; while recording, the calling thread's
+// blocks in order (and, if asked, their innermost return addresses).
+recorded describe(const memprof::allocation& a) {
+  const bool in_exception =
+      std::uncaught_exceptions() > 0 || abi::__cxa_current_exception_type() != nullptr;
+  return {a.size, a.origin, in_exception};
+}
+using json_tracker = memlimits::testing::sequence_tracker<recorded>;
 
 // Whether a return address lies in json's destructor or in the function
 // it destroys with (json_value::destroy), by its symbol (the test is linked
@@ -253,7 +190,7 @@ class Json : public ::testing::Test {
 
 TEST_F(Json, DestroyedAfterTokenSet) {
   const int rounds = 1000;
-  json_tracker tracker(std::size_t{1} << 16);
+  json_tracker tracker(std::size_t{1} << 16, &describe, frames_kept);
   memprof::profile profile(tracker, 1.0);
   std::size_t without_exception = 0;
   std::uint64_t destructor_blocks = 0;
@@ -265,7 +202,7 @@ TEST_F(Json, DestroyedAfterTokenSet) {
     std::size_t in_guard = 0;  // ... in all
     std::optional<json_tracker::recording> on;
     memlimits::result<void> r = memlimits::limit_with_token(t, [&] {
-      on.emplace(tracker, false);
+      on.emplace(tracker);
       {
         json doc = make_document(round);
         at_set = tracker.count();
@@ -322,7 +259,7 @@ TEST_F(Json, Torture) {
   }();
   parse_modify_destroy(text, items);  // first use of what is built lazily
 
-  json_tracker tracker(std::size_t{1} << 16);
+  json_tracker tracker(std::size_t{1} << 16, &describe, frames_kept);
   std::optional<memprof::profile> profile;
 
   // The reference: the workload's blocks in order, twice (deterministic),
@@ -383,7 +320,7 @@ TEST_F(Json, Torture) {
     const std::int64_t live_bytes = tracker.live_bytes();
     const std::int64_t live_blocks = tracker.live_blocks();
     memlimits::result<void> r = memlimits::limit_allocations(limit, [&] {
-      json_tracker::recording on(tracker, false);
+      json_tracker::recording on(tracker);
       parse_modify_destroy(text, items);
     });
     ASSERT_FALSE(tracker.overflowed()) << where();

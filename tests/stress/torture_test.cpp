@@ -85,6 +85,7 @@
 #include "core/sampler.hpp"
 #include "memlimits/limits.hpp"
 #include "memlimits/memprof.hpp"
+#include "support/sequence_tracker.hpp"
 #include "support/stress_common.hpp"
 
 namespace {
@@ -117,67 +118,13 @@ struct recorded {
 
 std::uint64_t counted(std::size_t bytes) { return (static_cast<std::uint64_t>(bytes) + 7) / 8 * 8; }
 
-// At rate 1: counts every live block of the process (bytes and blocks), and,
-// while recording, appends the calling thread's blocks to storage reserved
-// up front. Its callbacks never allocate.
-class torture_tracker final : public memprof::tracker {
- public:
-  explicit torture_tracker(std::size_t capacity)
-      : blocks_(std::make_unique<recorded[]>(capacity)), capacity_(capacity) {}
-
-  void* on_alloc(const memprof::allocation& a) override {
-    live_bytes_.fetch_add(static_cast<std::int64_t>(a.size), std::memory_order_relaxed);
-    live_blocks_.fetch_add(1, std::memory_order_relaxed);
-    if (recording_.load(std::memory_order_relaxed) && std::this_thread::get_id() == owner_) {
-      if (count_ < capacity_) {
-        blocks_[count_] = {a.size, a.origin, in_allocating_destructor, allocating_while_unwinding,
-                           in_deferring_call, current_step};
-      }
-      ++count_;
-    }
-    // size >= 1 (the block has a sample): the cookie is never null.
-    return reinterpret_cast<void*>(static_cast<std::uintptr_t>(a.size));
-  }
-  void on_free(void* cookie) noexcept override {
-    live_bytes_.fetch_sub(static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(cookie)),
-                          std::memory_order_relaxed);
-    live_blocks_.fetch_sub(1, std::memory_order_relaxed);
-  }
-
-  // RAII: records the calling thread's blocks while alive, from the start.
-  class recording {
-   public:
-    explicit recording(torture_tracker& t) : t_(t) {
-      t_.owner_ = std::this_thread::get_id();
-      t_.count_ = 0;
-      t_.recording_.store(true, std::memory_order_relaxed);
-    }
-    ~recording() { t_.recording_.store(false, std::memory_order_relaxed); }
-    recording(const recording&) = delete;
-    recording& operator=(const recording&) = delete;
-
-   private:
-    torture_tracker& t_;
-  };
-
-  std::size_t count() const { return count_; }
-  bool overflowed() const { return count_ > capacity_; }
-  const recorded& at(std::size_t i) const { return blocks_[i]; }
-  std::vector<recorded> copy() const {
-    return {blocks_.get(), blocks_.get() + std::min(count_, capacity_)};
-  }
-  std::int64_t live_bytes() const { return live_bytes_.load(std::memory_order_relaxed); }
-  std::int64_t live_blocks() const { return live_blocks_.load(std::memory_order_relaxed); }
-
- private:
-  std::unique_ptr<recorded[]> blocks_;
-  std::size_t capacity_;
-  std::size_t count_ = 0;
-  std::thread::id owner_;
-  std::atomic<bool> recording_{false};
-  std::atomic<std::int64_t> live_bytes_{0};
-  std::atomic<std::int64_t> live_blocks_{0};
-};
+// At rate 1: every live block of the process, and the recording thread's
+// blocks in order, with the marks above.
+inline recorded describe(const memprof::allocation& a) {
+  return {a.size,           a.origin,          in_allocating_destructor, allocating_while_unwinding,
+          in_deferring_call, current_step};
+}
+using torture_tracker = memlimits::testing::sequence_tracker<recorded>;
 
 // ---- steps, fingerprints, texts ----
 
@@ -1136,7 +1083,7 @@ class torture {
     }
     ASSERT_NO_FATAL_FAILURE(reference());
     {
-      torture_tracker tracker(std::size_t{1} << 16);
+      torture_tracker tracker(std::size_t{1} << 16, &describe);
       memprof::profile profile(tracker, 1.0);
       ASSERT_NO_FATAL_FAILURE(record(tracker));
       // Allocated before the leak checks start counting.
