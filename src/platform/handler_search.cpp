@@ -24,7 +24,8 @@ struct dwarf_eh_bases {
   void* func;
 };
 extern "C" const void* _Unwind_Find_FDE(void* pc, dwarf_eh_bases* bases);
-// The personality routines whose frames the search understands.
+// C's personality routine (-fexceptions with cleanups): its frames are told
+// from C++'s by it, and pass the call sites their table leaves out.
 extern "C" _Unwind_Reason_Code __gcc_personality_v0(int, _Unwind_Action, _Unwind_Exception_Class,
                                                      _Unwind_Exception*, _Unwind_Context*);
 

@@ -4,8 +4,10 @@
 // The first (search) phase of the Itanium C++ ABI's two-phase unwinding,
 // run on its own: the frames of the calling thread are walked with the
 // unwinder (_Unwind_Backtrace), and each C++ frame's call-site entry is
-// read from its LSDA (.gcc_except_table), as __gxx_personality_v0 reads it.
-// Nothing is unwound, no exception object exists, nothing allocates (after
+// read from its LSDA (.gcc_except_table), as __gxx_personality_v0 reads it;
+// where the tables leave the answer open (a cleanup or a catch-all that may
+// terminate, a handler that may rethrow), the landing pad's code is
+// followed (x86_64_decode.hpp). Nothing is unwound, no exception object exists, nothing allocates (after
 // the unwinder's first use in the process, see prepare_unwinder()).
 // Why this design and how each compiler marks noexcept: README.md here.
 // Layer 1.
