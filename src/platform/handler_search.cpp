@@ -249,14 +249,36 @@ enum class callee : std::uint8_t {
   throws,           // __cxa_throw, __cxa_rethrow: a handler throws
   resume,           // _Unwind_Resume: after cleanups, unwinding goes on
   terminate,        // std::terminate, __cxa_call_terminate
+  no_return,        // abort, sanitizers' error reports, std::__throw_*: the path ends
   clang_terminate,  // clang's __clang_call_terminate
 };
+
+bool starts_with(const char* s, const char* prefix) noexcept {
+  return std::strncmp(s, prefix, std::strlen(prefix)) == 0;
+}
+bool ends_with(const char* s, const char* suffix) noexcept {
+  const std::size_t n = std::strlen(s);
+  const std::size_t m = std::strlen(suffix);
+  return n >= m && std::strcmp(s + n - m, suffix) == 0;
+}
 
 callee callee_named(const char* name) noexcept {
   if (std::strcmp(name, "__cxa_begin_catch") == 0) return callee::begin_catch;
   if (std::strcmp(name, "__cxa_end_catch") == 0) return callee::end_catch;
   if (std::strcmp(name, "__cxa_rethrow") == 0 || std::strcmp(name, "__cxa_throw") == 0) {
     return callee::throws;
+  }
+  // The library's own error paths (std::__throw_length_error and the like,
+  // in inlined code) throw exceptions of their own, not the one being
+  // handled: for the search, paths that end.
+  if (std::strcmp(name, "__cxa_bad_cast") == 0 || std::strcmp(name, "__cxa_bad_typeid") == 0 ||
+      std::strcmp(name, "__cxa_throw_bad_array_new_length") == 0 ||
+      (starts_with(name, "_ZSt") && std::strstr(name, "__throw_") != nullptr) ||
+      std::strcmp(name, "abort") == 0 || std::strcmp(name, "__assert_fail") == 0 ||
+      std::strcmp(name, "__stack_chk_fail") == 0 || std::strcmp(name, "exit") == 0 ||
+      std::strcmp(name, "_exit") == 0 || starts_with(name, "__asan_report_") ||
+      (starts_with(name, "__ubsan_handle_") && ends_with(name, "_abort"))) {
+    return callee::no_return;
   }
   if (std::strcmp(name, "_Unwind_Resume") == 0) return callee::resume;
   if (std::strcmp(name, "_ZSt9terminatev") == 0 || std::strcmp(name, "__cxa_call_terminate") == 0) {
@@ -418,8 +440,8 @@ template <class OnThrow>
 pad_paths follow_pad(std::uintptr_t landing_pad, follow mode, OnThrow&& on_throw) noexcept {
   pad_paths out;
 #if defined(__x86_64__)
-  constexpr int max_instructions = 2048;
-  constexpr int max_paths = 48;
+  constexpr int max_instructions = 8192;
+  constexpr int max_paths = 512;  // sanitizers branch at every memory access
   std::uintptr_t pending[max_paths];
   std::uintptr_t started[max_paths];
   int pending_count = 0;
@@ -455,6 +477,7 @@ pad_paths follow_pad(std::uintptr_t landing_pad, follow mode, OnThrow&& on_throw
         // Cleanup: unwinding goes on. Handler: the path of an exception no
         // clause of the pad matched, not this one's.
         return false;
+      case callee::no_return: return false;
       case callee::begin_catch: return mode == follow::handler;
       case callee::end_catch: return mode == follow::cleanup;
       case callee::other: return true;
@@ -466,19 +489,19 @@ pad_paths follow_pad(std::uintptr_t landing_pad, follow mode, OnThrow&& on_throw
   while (pending_count > 0 && !out.terminate && !out.unknown) {
     std::uintptr_t at = pending[--pending_count];
     function_info f;
-    bool in_function = false;
+    if (!find_function(at, &f)) {
+      out.unknown = true;
+      break;
+    }
     for (bool more = true; more;) {
       if (--budget < 0) {
         out.unknown = true;
         return out;
       }
-      if (!in_function || at < f.begin || at >= f.end) {
-        in_function = find_function(at, &f);
-        if (!in_function) {
-          out.unknown = true;
-          break;
-        }
-      }
+      // Code does not fall through the end of a function (or of its cold
+      // part): only after a call that does not return (a sanitizer's
+      // report, say), where this path ends.
+      if (at >= f.end) break;
       const x86_64::instruction i = x86_64::decode(at, f.end - at);
       switch (i.kind) {
         case x86_64::instruction::flow::next:
