@@ -20,13 +20,13 @@ namespace {
 // from the same place), above the allocation, and the allocation is
 // deferred without a search. Two words, because a frame that returned can
 // leave its return address in a slot that the next frames do not write; and
-// only for allocation sites (the hook's return address) that a search found
-// under that boundary, because stale words can still match by chance. Matching frames are not always
-// the same activation (a loop that makes the same call again after the
-// region was left), so a remembered boundary
-// is searched again after 1, 2, 4, ... max_skips deferred allocations: a
-// long noexcept region costs about one search per max_skips allocations,
-// and a false match defers at most max_skips allocations.
+// only at allocation sites (the hook's return address) where a search found
+// a boundary, because stale words can still match by chance. Matching
+// frames are not always the same activation (a loop that makes the same
+// call again after the region was left), so a remembered boundary is
+// searched again after 1, 2, 4, ... max_skips deferred allocations: a long
+// noexcept region costs about one search per max_skips allocations, and a
+// false match defers at most max_skips allocations.
 constexpr std::uint32_t max_skips = 256;
 
 constinit thread_local std::uint64_t searches MEMLIMITS_TLS_MODEL = 0;
