@@ -385,18 +385,6 @@ class code_cache {
 
 constinit code_cache callees;  // call target -> callee + 1
 
-callee resolve_callee(std::uintptr_t target) noexcept;
-
-callee callee_at(std::uintptr_t target) noexcept {
-  if (target >> 56 != 0) return callee::other;
-  if (const unsigned known = callees.lookup(target); known != 0) {
-    return static_cast<callee>(known - 1);
-  }
-  const callee kind = resolve_callee(target);
-  callees.insert(target, static_cast<unsigned>(kind) + 1);
-  return kind;
-}
-
 callee resolve_callee(std::uintptr_t target) noexcept {
   function_info f;
   // Only code the unwinder knows is read: a byte 0xe8 that is no call
@@ -414,6 +402,16 @@ callee resolve_callee(std::uintptr_t target) noexcept {
   }
   const char* name = plt_symbol(target);
   return name != nullptr ? callee_named(name) : callee::other;
+}
+
+callee callee_at(std::uintptr_t target) noexcept {
+  if (target >> 56 != 0) return callee::other;
+  if (const unsigned known = callees.lookup(target); known != 0) {
+    return static_cast<callee>(known - 1);
+  }
+  const callee kind = resolve_callee(target);
+  callees.insert(target, static_cast<unsigned>(kind) + 1);
+  return kind;
 }
 
 // Where a landing pad's code leads, over all its paths: the pad is
@@ -694,6 +692,13 @@ bool is_c_frame(const function_info& f) noexcept {
   return f.personality == reinterpret_cast<std::uintptr_t>(&__gcc_personality_v0);
 }
 
+// The call-site entry of `ip` in the LSDA of the code that starts at
+// `region`; false if the LSDA cannot be read.
+bool site_of(const unsigned char* lsda, std::uintptr_t region, std::uintptr_t ip,
+             _Unwind_Context* context, lsda_info* info, call_site* site) noexcept {
+  return read_lsda_header(context, region, lsda, info) && find_call_site(*info, ip, site);
+}
+
 // Whether a throw from the call instruction at `call` (a rethrow in a
 // handler, say) would terminate in its own frame: a call site missing from
 // the table (g++'s noexcept), or one caught by clang's terminate pad.
@@ -703,9 +708,7 @@ bool throw_site_terminates(std::uintptr_t call, const handler_query& query) noex
   if (!find_function(ip, &f) || f.lsda == nullptr || is_c_frame(f)) return false;
   lsda_info info;
   call_site site;
-  if (!read_lsda_header(nullptr, f.begin, f.lsda, &info) || !find_call_site(info, ip, &site)) {
-    return true;
-  }
+  if (!site_of(f.lsda, f.begin, ip, nullptr, &info, &site)) return true;
   if (!site.found) return true;
   if (site.landing_pad == 0) return false;
   if (site.action == 0) return pad_may_terminate(site.landing_pad);
@@ -742,8 +745,7 @@ frame_action classify(_Unwind_Context* context, const handler_query& query,
 
   lsda_info info;
   call_site site;
-  if (!read_lsda_header(context, _Unwind_GetRegionStart(context), lsda, &info) ||
-      !find_call_site(info, ip, &site)) {
+  if (!site_of(lsda, _Unwind_GetRegionStart(context), ip, context, &info, &site)) {
     return frame_action::terminates;  // unreadable: never trusted
   }
   if (!site.found) return c_frame ? frame_action::none : frame_action::terminates;
@@ -795,6 +797,15 @@ struct walk {
   bool handler_seen = false;
   bool decided = false;
   bool awaiting_caller = false;  // the next frame is the boundary's caller
+
+  // The frame making its call at `sp` would terminate: the boundary, until
+  // an outer one is found; its caller is the next frame.
+  void mark_boundary(std::uintptr_t sp) noexcept {
+    answer->boundary_sp = sp;
+    answer->boundary_return = return_address_at(sp);
+    answer->caller_sp = answer->caller_return = 0;
+    awaiting_caller = true;
+  }
 };
 
 _Unwind_Reason_Code visit(_Unwind_Context* context, void* arg) {
@@ -821,20 +832,13 @@ _Unwind_Reason_Code visit(_Unwind_Context* context, void* arg) {
     // below the stop, which stays on the stack the longest (the root of a
     // recursive noexcept teardown, not the node being destroyed).
     if (past_stop) return _URC_END_OF_STACK;
-    if (classify(context, *w.query, false) == frame_action::terminates) {
-      w.answer->boundary_sp = sp;
-      w.answer->boundary_return = return_address_at(sp);
-      w.answer->caller_sp = w.answer->caller_return = 0;
-      w.awaiting_caller = true;
-    }
+    if (classify(context, *w.query, false) == frame_action::terminates) w.mark_boundary(sp);
     return _URC_NO_REASON;
   }
   switch (classify(context, *w.query, past_stop)) {
     case frame_action::terminates:
       w.answer->outcome = throw_outcome::terminates;
-      w.answer->boundary_sp = sp;
-      w.answer->boundary_return = return_address_at(sp);
-      w.awaiting_caller = true;
+      w.mark_boundary(sp);
       w.decided = true;
       // Without a stop, the walk would go on to the end of the stack.
       return w.query->stop_above != 0 ? _URC_NO_REASON : _URC_END_OF_STACK;
