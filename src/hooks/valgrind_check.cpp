@@ -20,8 +20,8 @@
 // Layer 4 (uses core/, platform/).
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <new>
 
 #include "core/sampler.hpp"
@@ -51,15 +51,6 @@ void free_one(void* p) { std::free(p); }
 void* new_one(std::size_t bytes) { return ::operator new(bytes, std::nothrow); }
 void delete_one(void* p) { ::operator delete(p); }
 
-void append(char* buffer, std::size_t capacity, std::size_t& length, const char* text) noexcept {
-  const std::size_t n = std::strlen(text);
-  const std::size_t room = capacity - 1 - length;
-  const std::size_t taken = n < room ? n : room;
-  std::memcpy(buffer + length, text, taken);
-  length += taken;
-  buffer[length] = '\0';
-}
-
 __attribute__((constructor)) void warn_if_hooks_are_not_called() {
   char tool[32];
   if (!memlimits::platform::running_under_valgrind(tool, sizeof tool)) return;
@@ -71,18 +62,17 @@ __attribute__((constructor)) void warn_if_hooks_are_not_called() {
   const bool called = reaches_hooks(&malloc_one, &free_one) &&
                       reaches_hooks(&new_one, &delete_one);
   if (called) return;
+  // As core/check.hpp reports: into a stack buffer, never allocating.
   char message[256];
-  std::size_t length = 0;
-  message[0] = '\0';
-  append(message, sizeof message, length,
-         "memlimits: the allocation hooks are not called (the program runs under valgrind");
-  if (tool[0] != '\0') {
-    append(message, sizeof message, length, "'s ");
-    append(message, sizeof message, length, tool);
-  }
-  append(message, sizeof message, length,
-         ", whose allocator replaces them): limits are not enforced and profiles see nothing\n");
-  memlimits::platform::write_stderr(message, length);
+  const int length = std::snprintf(
+      message, sizeof message,
+      "memlimits: the allocation hooks are not called (the program runs under valgrind%s%s, "
+      "whose allocator replaces them): limits are not enforced and profiles see nothing\n",
+      tool[0] != '\0' ? "'s " : "", tool);
+  if (length <= 0) return;
+  memlimits::platform::write_stderr(
+      message, static_cast<std::size_t>(length) < sizeof message ? static_cast<std::size_t>(length)
+                                                                  : sizeof message - 1);
 }
 
 }  // namespace
