@@ -30,6 +30,7 @@
 #include "core/sampler.hpp"
 #include "memlimits/memprof.hpp"
 #include "support/recording_tracker.hpp"
+#include "support/scratch_dir.hpp"
 #include "support/wait.hpp"
 
 // ---- allocation sites ----
@@ -111,6 +112,8 @@ __attribute__((noinline)) void* site_without_symbol(std::size_t n) {
 }
 
 namespace fs = std::filesystem;
+using memlimits::testing::read_file;
+using memlimits::testing::scratch_dir;
 using memlimits::memprof::frame_name;
 using memlimits::memprof::heap_profile;
 using memlimits::memprof::heap_stack;
@@ -191,13 +194,6 @@ std::int64_t check_folded(const std::string& text) {
 bool has_form(std::string_view text, std::string_view prefix, bool (*allowed)(char)) {
   return text.substr(0, prefix.size()) == prefix &&
          all_of_chars(text.substr(std::min(prefix.size(), text.size())), allowed);
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 TEST(HeapProfileArguments, RejectsBadArgumentsNamingThem) {
@@ -364,8 +360,7 @@ TEST(HeapProfileOutput, FoldedLinesParseAndSumToTheLiveBytes) {
   EXPECT_TRUE(found) << folded;
 
   // The FILE* and path overloads write the same text.
-  const fs::path dir = fs::temp_directory_path() / ("memlimits-heap-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const scratch_dir dir("memlimits-heap");
   const fs::path file = dir / "profile.folded";
   p.write_folded(file.string());
   EXPECT_EQ(read_file(file), folded);
@@ -380,7 +375,6 @@ TEST(HeapProfileOutput, FoldedLinesParseAndSumToTheLiveBytes) {
   EXPECT_EQ(from_stream, folded);
   // An unwritable path: std::system_error, nothing left behind.
   EXPECT_THROW(p.write_folded((dir / "missing" / "profile.folded").string()), std::system_error);
-  fs::remove_all(dir);
   std::free(big);
   std::free(middle);
 }
@@ -603,13 +597,6 @@ class HeapProfilePreload : public ::testing::Test {
       GTEST_SKIP() << "a sanitizer runtime must come first in the library list; the preload "
                       "library is tested in the plain build";
     }
-    dir_ = fs::temp_directory_path() /
-           ("memlimits-heap-preload-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!dir_.empty()) fs::remove_all(dir_);
   }
   int run(const std::string& environment, const std::string& arguments) {
     const std::string line = environment + " LD_PRELOAD='" MEMLIMITS_PRELOAD_LIBRARY "' '" +
@@ -620,7 +607,7 @@ class HeapProfilePreload : public ::testing::Test {
   }
   std::string errors() const { return read_file(dir_ / "stderr.txt"); }
 
-  fs::path dir_;
+  scratch_dir dir_{"memlimits-heap-preload"};
 };
 
 // The probe keeps 2000 blocks of 1000 bytes (250000 words) live from
@@ -681,7 +668,7 @@ TEST_F(HeapProfilePreload, PidInThePathAndTheSummaryBeside) {
             0)
       << errors();
   std::vector<std::string> folded_files;
-  for (const auto& entry : fs::directory_iterator(dir_)) {
+  for (const auto& entry : fs::directory_iterator(dir_.path())) {
     const std::string name = entry.path().filename().string();
     if (name.size() > 7 && name.ends_with(".folded") &&
         has_form(name.substr(0, name.size() - 7), "heap.", &is_digit)) {

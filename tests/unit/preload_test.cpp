@@ -10,16 +10,19 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <boost/math/distributions/binomial.hpp>
 #include <gtest/gtest.h>
 
+#include "support/scratch_dir.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
+using memlimits::testing::read_file;
+using memlimits::testing::scratch_dir;
 
 #if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
 constexpr bool sanitized = true;
@@ -61,13 +64,6 @@ class Preload : public ::testing::Test {
       GTEST_SKIP() << "a sanitizer runtime must come first in the library list; the preload "
                       "library is tested in the plain build";
     }
-    dir_ = fs::temp_directory_path() / ("memlimits-preload-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-    output_ = dir_ / "profile.jsonl";
-  }
-  void TearDown() override {
-    if (!dir_.empty()) fs::remove_all(dir_);
   }
 
   int run(const std::string& command, double rate) {
@@ -77,8 +73,8 @@ class Preload : public ::testing::Test {
     return std::system(line.c_str());
   }
 
-  fs::path dir_;
-  fs::path output_;
+  scratch_dir dir_{"memlimits-preload"};
+  fs::path output_ = dir_ / "profile.jsonl";
 };
 
 // Samples of W words at rate r are Binomial(W, r); the program's other
@@ -162,10 +158,8 @@ TEST_F(Preload, BadRateIsReportedAndIgnored) {
                            "' '" MEMLIMITS_PRELOAD_PROBE "' 10 10 2>'" +
                            (dir_ / "err.txt").string() + "'";
   ASSERT_EQ(std::system(line.c_str()), 0);
-  std::ifstream err(dir_ / "err.txt");
-  std::stringstream text;
-  text << err.rdbuf();
-  EXPECT_NE(text.str().find("MEMLIMITS_PROFILE_RATE"), std::string::npos) << text.str();
+  const std::string text = read_file(dir_ / "err.txt");
+  EXPECT_NE(text.find("MEMLIMITS_PROFILE_RATE"), std::string::npos) << text;
 }
 
 }  // namespace

@@ -11,15 +11,17 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "support/scratch_dir.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
+using memlimits::testing::read_file;
+using memlimits::testing::scratch_dir;
 
 constexpr char warning[] = "memlimits: the allocation hooks are not called";
 
@@ -28,13 +30,6 @@ struct outcome {
   std::string out;
   std::string err;
 };
-
-std::string read_all(const fs::path& file) {
-  std::ifstream in(file);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 std::size_t count(const std::string& text, const std::string& what) {
   std::size_t n = 0;
@@ -46,27 +41,17 @@ std::size_t count(const std::string& text, const std::string& what) {
 
 class ValgrindWarning : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("memlimits_valgrind_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!dir_.empty()) fs::remove_all(dir_);
-  }
-
   // Runs `prefix probe --report` in dir_, with the two streams in files.
   outcome run(const std::string& prefix) {
     const fs::path out = dir_ / "stdout";
     const fs::path err = dir_ / "stderr";
-    const std::string line = "cd '" + dir_.string() + "' && " + prefix + " '" +
+    const std::string line = "cd '" + dir_.path().string() + "' && " + prefix + " '" +
                              MEMLIMITS_VALGRIND_PROBE "' --report >'" + out.string() + "' 2>'" +
                              err.string() + "'";
     outcome result;
     result.status = std::system(line.c_str());
-    result.out = read_all(out);
-    result.err = read_all(err);
+    result.out = read_file(out);
+    result.err = read_file(err);
     return result;
   }
 
@@ -77,7 +62,7 @@ class ValgrindWarning : public ::testing::Test {
     return path;
   }
 
-  fs::path dir_;
+  scratch_dir dir_{"memlimits-valgrind"};
 };
 
 TEST_F(ValgrindWarning, MemcheckReplacesTheHooksAndTheProgramSaysSoOnce) {
