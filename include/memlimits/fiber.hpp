@@ -59,13 +59,13 @@ class fiber;
 namespace detail {
 
 namespace fcontext = boost::context::detail;
-struct task;
+struct task_state;
 struct fiber_control;  // one per fiber: its task and stack (src/fiber/)
 
 // A suspended execution context as a switch to it needs it: the task to
 // make current and what the sanitizers must be told.
 struct fiber_peer {
-  detail::task* task = nullptr;  // made current when it resumes
+  detail::task_state* task = nullptr;  // made current when it resumes
   fiber_control* control = nullptr;  // a memlimits::fiber's stack; null: a thread's stack
   void** fake_stack = nullptr;       // AddressSanitizer: where it saved its fake stack
   const void* stack_bottom = nullptr;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "memlimits/config.hpp"
+#include "memlimits/sampling_rate.hpp"
 
 namespace memlimits::memprof {
 
@@ -62,7 +63,7 @@ class MEMLIMITS_API profile {
   // Throws std::invalid_argument when sampling_rate is not in (0, 1] or
   // callstack_size exceeds max_callstack_size, and std::length_error when
   // max_profiles profiles are already running.
-  explicit profile(tracker& t, double sampling_rate = 1e-4,
+  explicit profile(tracker& t, double sampling_rate = default_sampling_rate,
                    std::size_t callstack_size = 0);
   ~profile();
   profile(const profile&) = delete;
@@ -117,7 +118,7 @@ class MEMLIMITS_API heap_profile {
   // std::invalid_argument on a bad argument, std::length_error when
   // profile::max_profiles profiles already run, std::bad_alloc when the table
   // cannot be mapped.
-  explicit heap_profile(double sampling_rate = 1e-4,
+  explicit heap_profile(double sampling_rate = default_sampling_rate,
                         std::size_t callstack_size = default_callstack_size,
                         std::size_t max_stacks = default_max_stacks);
   ~heap_profile();

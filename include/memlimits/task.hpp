@@ -26,7 +26,7 @@
 namespace memlimits {
 
 namespace detail {
-struct task;
+struct task_state;
 }
 
 class MEMLIMITS_API task {
@@ -39,7 +39,7 @@ class MEMLIMITS_API task {
 
  private:
   friend class task_scope;
-  detail::task* task_;
+  detail::task_state* task_;
 };
 
 // Makes `t` the calling thread's current task until destroyed, then makes
@@ -52,7 +52,7 @@ class MEMLIMITS_API task_scope {
   task_scope& operator=(const task_scope&) = delete;
 
  private:
-  detail::task* previous_;
+  detail::task_state* previous_;
 };
 
 }  // namespace memlimits

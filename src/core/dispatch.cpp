@@ -5,10 +5,11 @@
 #include <exception>
 
 #include "core/check.hpp"
-#include "core/sampler.hpp"
-#include "core/sampling.hpp"
+#include "core/distributions.hpp"
+#include "core/limits_port.hpp"
 #include "core/spinlock.hpp"
 #include "core/subscribers.hpp"
+#include "memlimits/sampling_rate.hpp"
 
 namespace memlimits::core {
 namespace {
@@ -31,10 +32,9 @@ struct slot {
 constinit slot slots[max_subscribers];
 constinit spinlock table_lock;
 std::uint32_t generations = 0;                 // under table_lock
-constinit std::atomic<double> base{1e-4};
+constinit std::atomic<double> base{default_sampling_rate};
 std::atomic<std::size_t> capture_depth{0};    // largest depth of an active slot
 std::atomic<std::int64_t> live_estimate{0};
-bool fork_handlers_registered = false;       // under table_lock
 
 void fork_prepare() { table_lock.lock(); }
 void fork_parent() { table_lock.unlock(); }
@@ -43,6 +43,7 @@ void fork_child() {
   // Callbacks in flight were on threads that do not exist in the child.
   for (slot& s : slots) s.in_flight.store(0, std::memory_order_relaxed);
 }
+constinit platform::fork_handlers fork_hooks{&fork_prepare, &fork_parent, &fork_child};
 
 // Under table_lock: the sampling rate is the largest rate anyone asks for.
 void update_rate() noexcept {
@@ -59,18 +60,15 @@ void update_rate() noexcept {
 }
 
 // Samples kept at rate `rate` out of n drawn at `thread_rate`.
-std::uint64_t thin(xoshiro256& rng, std::uint64_t n, double rate, double thread_rate) noexcept {
-  return rate >= thread_rate ? n : draw_binomial(rng, n, rate / thread_rate);
+std::uint64_t thin_to(std::uint64_t n, double rate, double thread_rate) noexcept {
+  return rate >= thread_rate ? n : thin(n, rate / thread_rate);
 }
 
 }  // namespace
 
 int subscribe(const subscriber_ops& ops, double rate, std::size_t callstack_depth) noexcept {
+  platform::register_fork_handlers(fork_hooks);
   spinlock_guard guard(table_lock);
-  if (!fork_handlers_registered) {
-    fork_handlers_registered = true;
-    platform::register_fork_handlers(&fork_prepare, &fork_parent, &fork_child);
-  }
   for (int i = 0; i < max_subscribers; ++i) {
     slot& s = slots[i];
     if (s.state.load(std::memory_order_relaxed) != slot_free) continue;
@@ -102,26 +100,25 @@ void unsubscribe(int index) noexcept {
 
 void set_subscriber_rate(int index, double rate) noexcept {
   MEMLIMITS_CHECK(index >= 0 && index < max_subscribers, "bad subscriber slot");
-  MEMLIMITS_CHECK(rate > 0.0 && rate <= 1.0, "subscriber rate outside (0, 1]");
+  MEMLIMITS_CHECK(is_valid_sampling_rate(rate), "subscriber rate outside (0, 1]");
   spinlock_guard guard(table_lock);
   slots[index].rate.store(rate, std::memory_order_relaxed);
   update_rate();
 }
 
-bool dispatch_alloc(const memprof::allocation& block, void* caller, block_samples& out) noexcept {
+bool dispatch_alloc(const sampled_block& block, void* caller, block_samples& out) noexcept {
   sampling_off off;
-  thread_state& thread = this_thread_state();
-  const double thread_rate = thread.rate_;
+  const double thread_rate = core::thread_rate();
   out.slots = 0;
 
   const double base_rate = base.load(std::memory_order_relaxed);
-  const std::uint64_t base_samples = thin(thread.rng_, block.n_samples, base_rate, thread_rate);
+  const std::uint64_t base_samples = thin_to(block.n_samples, base_rate, thread_rate);
   // Each sample stands for 1/rate words.
   out.weight_bytes =
       sample_weight_bytes(base_samples, base_rate);
   if (out.weight_bytes != 0) live_estimate.fetch_add(out.weight_bytes, std::memory_order_relaxed);
 
-  void* frames[memprof::profile::max_callstack_size];
+  void* frames[max_callstack_depth];
   std::size_t frame_count = 0;
   bool captured = false;
   for (int i = 0; i < max_subscribers; ++i) {
@@ -129,7 +126,8 @@ bool dispatch_alloc(const memprof::allocation& block, void* caller, block_sample
     if (s.state.load(std::memory_order_relaxed) != slot_active) continue;
     s.in_flight.fetch_add(1, std::memory_order_seq_cst);
     if (s.state.load(std::memory_order_seq_cst) == slot_active) {
-      const std::uint64_t n = thin(thread.rng_, block.n_samples, s.rate.load(std::memory_order_relaxed), thread_rate);
+      const std::uint64_t n =
+          thin_to(block.n_samples, s.rate.load(std::memory_order_relaxed), thread_rate);
       if (n > 0) {
         if (!captured && s.depth > 0) {
           std::size_t depth = capture_depth.load(std::memory_order_relaxed);
@@ -137,7 +135,7 @@ bool dispatch_alloc(const memprof::allocation& block, void* caller, block_sample
           frame_count = platform::capture_callstack(frames, depth, caller);
           captured = true;
         }
-        memprof::allocation mine = block;
+        sampled_block mine = block;
         mine.n_samples = n;
         mine.callstack = {frames, frame_count < s.depth ? frame_count : s.depth};
         void* cookie = nullptr;
@@ -179,7 +177,7 @@ void dispatch_free(const block_samples& samples) noexcept {
 double base_rate() noexcept { return base.load(std::memory_order_relaxed); }
 
 void set_base_rate(double rate) noexcept {
-  MEMLIMITS_CHECK(rate > 0.0 && rate <= 1.0, "base rate outside (0, 1]");
+  MEMLIMITS_CHECK(is_valid_sampling_rate(rate), "base rate outside (0, 1]");
   spinlock_guard guard(table_lock);
   base.store(rate, std::memory_order_relaxed);
   update_rate();

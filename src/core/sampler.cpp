@@ -1,15 +1,19 @@
-// core/sampler.cpp — the slow path of the sampling core, the registry of
-// thread states, seeding and fork handling. Layer 2.
+// core/sampler.cpp — the slow path of the sampling core, deadlines, the
+// registry of thread states, seeding and fork handling. Layer 2.
 #include "core/sampler.hpp"
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
+#include <string>
 
 #include "core/check.hpp"
-#include "core/sampling.hpp"
+#include "core/distributions.hpp"
+#include "core/limits_port.hpp"
 #include "core/spinlock.hpp"
-#include "core/task.hpp"
+#include "memlimits/sampling_rate.hpp"
 
 namespace memlimits::core {
 
@@ -18,7 +22,7 @@ constinit thread_local thread_state tls_state MEMLIMITS_TLS_MODEL{};
 namespace {
 
 // The sampling rate of every thread, and a counter bumped when it changes.
-constinit std::atomic<double> global_rate{1e-4};
+constinit std::atomic<double> global_rate{default_sampling_rate};
 std::atomic<std::uint64_t> global_rate_epoch{1};
 
 // Seeds: thread k gets splitmix(seed + k). 0 means "not chosen yet".
@@ -109,7 +113,7 @@ void fork_child() {
   }
 }
 
-std::atomic<bool> fork_handlers_registered{false};
+constinit platform::fork_handlers fork_hooks{&fork_prepare, &fork_parent, &fork_child};
 
 void initialise_thread(thread_state& s) noexcept;
 
@@ -126,9 +130,7 @@ void start_thread(thread_state& s) noexcept {
 }
 
 void initialise_thread(thread_state& s) noexcept {
-  if (!fork_handlers_registered.exchange(true)) {
-    platform::register_fork_handlers(&fork_prepare, &fork_parent, &fork_child);
-  }
+  platform::register_fork_handlers(fork_hooks);
   seed_thread(s);
   load_rate(s);
   s.to_deadline_ = INT64_MAX;
@@ -153,7 +155,7 @@ std::uint64_t on_event(std::size_t bytes) noexcept {
   // Clear the alarm before reading the state it announces: a request that
   // this exchange consumes (the requester's release store) is visible to the
   // reads below; one made later raises the alarm again.
-  s.alarm_.exchange(0, std::memory_order_acq_rel);
+  s.alarm_.level.exchange(0, std::memory_order_acq_rel);
 
   // This block occupies bytes [before, after) of the stream since the arm
   // point. consume() subtracted counted_bytes(bytes) modulo 2^64, so adding
@@ -204,13 +206,21 @@ std::uint64_t on_event(std::size_t bytes) noexcept {
 
 double sampling_rate() noexcept { return global_rate.load(std::memory_order_relaxed); }
 
+void require_sampling_rate(const char* function, double rate) {
+  if (is_valid_sampling_rate(rate)) return;
+  char value[32];
+  std::snprintf(value, sizeof value, "%.17g", rate);
+  throw std::invalid_argument(std::string(function) + ": sampling_rate must be in (0, 1], got " +
+                              value);
+}
+
 void set_sampling_rate(double rate) noexcept {
-  MEMLIMITS_CHECK(rate > 0.0 && rate <= 1.0, "sampling rate outside (0, 1]");
+  MEMLIMITS_CHECK(is_valid_sampling_rate(rate), "sampling rate outside (0, 1]");
   if (global_rate.exchange(rate, std::memory_order_relaxed) == rate) return;
   global_rate_epoch.fetch_add(1, std::memory_order_acq_rel);
   alarm_all_threads();
   // The calling thread takes the new rate at its next allocation too.
-  this_thread_state().alarm_.store(INT64_MAX, std::memory_order_release);
+  force_next_event();
 }
 
 void reseed(std::uint64_t seed) noexcept {
@@ -268,21 +278,8 @@ void alarm_all_threads() noexcept {
   spinlock_guard guard(registry_lock);
   thread_state* self = &this_thread_state();
   for (thread_state* s = registry_head; s != nullptr; s = s->next_) {
-    if (s != self) s->alarm_.store(INT64_MAX, std::memory_order_release);
+    if (s != self) raise_alarm(&s->alarm_);
   }
-}
-
-}  // namespace memlimits::core
-
-// core/task.hpp
-namespace memlimits::core {
-
-const task_ops* installed_task_ops = nullptr;
-
-void install_task_ops(const task_ops& ops) noexcept {
-  static task_ops table;
-  table = ops;
-  installed_task_ops = &table;
 }
 
 }  // namespace memlimits::core

@@ -1,7 +1,8 @@
 // core/subscribers.hpp — who receives the samples: the base accounting (an
 // unbiased estimate of the process's live heap, at the base rate) and up to
-// `max_subscribers` subscribers (profiles, and the limits engine), each at its
-// own rate by binomial thinning of the thread's samples (core/sampling.hpp).
+// `max_subscribers` subscribers (the limits engine, profiles), each at its
+// own rate by binomial thinning of the thread's samples
+// (core/distributions.hpp).
 //
 // Lifetime protocol: a subscriber's callbacks run between an increment and a
 // decrement of its slot's in-flight counter, and only while the slot is
@@ -13,18 +14,34 @@
 
 #include <cstddef>
 #include <cstdint>
-
-#include "memlimits/memprof.hpp"
+#include <span>
 
 namespace memlimits::core {
 
-// Eight profiles (memprof::profile::max_profiles) and the limits engine.
+// Slots for the subscribers: the limits engine and the profiles (memprof/
+// checks that its maximum number of profiles leaves the engine one).
 inline constexpr int max_subscribers = 9;
+
+// The deepest callstack a subscriber may ask for.
+inline constexpr std::size_t max_callstack_depth = 256;
+
+// Which entry point allocated a sampled block. If you change it, change
+// memprof::source (memprof/profile.cpp checks that they agree).
+enum class block_origin : std::uint8_t { new_delete, malloc, adapter };
+
+// A sampled block, as subscribers receive it.
+struct sampled_block {
+  void* address;
+  std::size_t size;                   // bytes requested
+  std::uint64_t n_samples;            // >= 1, at the subscriber's rate
+  block_origin origin;
+  std::span<void* const> callstack;   // innermost frame first; empty unless asked for
+};
 
 struct subscriber_ops {
   void* context;
   // On the allocating thread, sampling off. Non-null: report the free.
-  void* (*on_alloc)(void* context, const memprof::allocation& block);
+  void* (*on_alloc)(void* context, const sampled_block& block);
   // On the freeing thread, sampling off.
   void (*on_free)(void* context, void* cookie) noexcept;
 };
@@ -48,11 +65,12 @@ struct block_samples {
 // thread's rate, to the base accounting and the subscribers. `caller` is the
 // return address of the hook, where callstacks start. Fills `out`; returns
 // whether the block's free must be reported (out has something to report).
-bool dispatch_alloc(const memprof::allocation& block, void* caller, block_samples& out) noexcept;
+bool dispatch_alloc(const sampled_block& block, void* caller, block_samples& out) noexcept;
 // Reports the free of a block that dispatch_alloc() filled `samples` for.
 void dispatch_free(const block_samples& samples) noexcept;
 
-// The base rate: the rate of the live-heap estimate (and, later, of limits).
+// The base rate: the rate of the live-heap estimate, which the limits
+// engine keeps equal to its own rate (limits/engine.cpp).
 double base_rate() noexcept;
 void set_base_rate(double rate) noexcept;
 

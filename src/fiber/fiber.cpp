@@ -23,14 +23,15 @@
 
 #include "core/check.hpp"
 #include "fiber/sanitizer_switch.hpp"
-#include "limits/task.hpp"
+#include "limits/registry.hpp"
+#include "limits/task_state.hpp"
 #include "platform/platform.hpp"
 #include "platform/system_allocator.hpp"
 
 namespace memlimits::detail {
 
 struct fiber_control {
-  task own;  // the fiber's task
+  task_state own;  // the fiber's task
   void* record;
   void (*destroy_record)(void*) noexcept;
   const void* stack_bottom;
@@ -119,7 +120,7 @@ fiber_control* fiber_create(void* record, void (*destroy)(void*) noexcept, const
   void* memory = platform::system::malloc(sizeof(fiber_control));
   if (memory == nullptr) throw std::bad_alloc();
   auto* control = new (memory) fiber_control{};
-  control->own.fiber = true;
+  control->own.kind = task_kind::fiber;
   control->own.stack_low = reinterpret_cast<std::uintptr_t>(stack_bottom);
   control->own.stack_high = control->own.stack_low + stack_size;
   control->record = record;

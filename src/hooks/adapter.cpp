@@ -1,6 +1,6 @@
 // hooks/adapter.cpp — the explicit adapters of <memlimits/allocator.hpp>:
 // memlimits::allocator<T> and memlimits::memory_resource, over the same
-// entry point as the global hooks, origin memprof::source::adapter. They work
+// entry point as the global hooks, origin core::block_origin::adapter. They work
 // whether or not the program replaces the global operator new and malloc.
 // Layer 4.
 #include <cstddef>

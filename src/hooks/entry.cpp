@@ -29,7 +29,7 @@ void* allocate_sampled(std::size_t bytes, std::size_t alignment, source origin, 
   if (zero) std::memset(p, 0, bytes);
 
   const int saved_errno = errno;
-  const memprof::allocation block{p, bytes, samples, origin, {}};
+  const core::sampled_block block{p, bytes, samples, origin, {}};
   core::block_samples taken;
   if (core::dispatch_alloc(block, caller, taken)) {
     tracking::record* r = tracking::new_record();

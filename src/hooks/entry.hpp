@@ -18,9 +18,9 @@
 #include <cerrno>
 #include <cstddef>
 
+#include "core/limits_port.hpp"
 #include "core/sampler.hpp"
-#include "core/task.hpp"
-#include "memlimits/memprof.hpp"
+#include "core/subscribers.hpp"
 #include "platform/system_allocator.hpp"
 #include "tracking/block_table.hpp"
 
@@ -30,7 +30,7 @@
 
 namespace memlimits::hooks {
 
-using memprof::source;
+using source = core::block_origin;
 using core::call_kind;
 
 #if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
@@ -42,7 +42,7 @@ using core::call_kind;
 //  * the files that define the global hooks are compiled without
 //    instrumentation (src/CMakeLists.txt);
 //  * until the first of the executable's constructors has run (`ready`,
-//    hooks/entry.cpp, priority 101), the hooks only forward;
+//    set by hooks/sanitizer.cpp at priority 101), the hooks only forward;
 //  * a thread's calls count from its first call that does not come from the
 //    C library, the loader or the sanitizer's runtime: user code runs only
 //    once the runtime has set the thread up.
@@ -65,7 +65,7 @@ MEMLIMITS_ALWAYS_INLINE bool sanitizer_ready(const void* caller) noexcept {
 #endif
 
 // Slow paths (hooks/entry.cpp). `caller` is the hook's return address;
-// `kind` says how the entry point reports an interruption (core/task.hpp):
+// `kind` says how the entry point reports an interruption (core/limits_port.hpp):
 // a refused allocation returns nullptr with errno ENOMEM.
 // alignment 0: the system allocator's default alignment.
 void* allocate_slow(std::size_t bytes, std::size_t alignment, source origin, bool zero,

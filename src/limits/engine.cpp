@@ -1,6 +1,6 @@
 // limits/engine.cpp — the decisions of the limits engine on the allocation
-// path (core/task.hpp's protocol) and the charging of samples:
-//  * admit(): exact allocation limits (the countdown's deadline brought us
+// path (core/limits_port.hpp's protocol) and the charging of samples:
+//  * refuses(): exact allocation limits (the countdown's deadline brought us
 //    here), tokens, and whether an interrupted task's allocation is raised
 //    now (eligible) or deferred;
 //  * on_alloc(): each sample of a task is charged to every context of the
@@ -18,13 +18,12 @@
 #include <new>
 #include <stdexcept>
 
-#include "core/sampler.hpp"
-#include "core/sampling.hpp"
+#include "core/distributions.hpp"
+#include "core/limits_port.hpp"
 #include "core/subscribers.hpp"
-#include "core/task.hpp"
 #include "limits/global_memory.hpp"
 #include "limits/raise_point.hpp"
-#include "limits/task.hpp"
+#include "limits/task_state.hpp"
 #include "limits/token_state.hpp"
 #include "platform/system_allocator.hpp"
 
@@ -46,7 +45,7 @@ struct charge {
 // Whether an interrupted task's allocation is refused now, or succeeds with
 // the interruption deferred: operator new raises only where a handler would
 // catch limit_reached before a noexcept boundary (limits/raise_point.cpp).
-bool eligible(task& t, core::call_kind kind, const void* from) noexcept {
+bool eligible(task_state& t, core::call_kind kind, const void* from) noexcept {
   if (t.masks > 0 || std::uncaught_exceptions() > 0) return false;
   switch (kind) {
     case core::call_kind::throwing: return may_raise_here(t, from);
@@ -57,38 +56,47 @@ bool eligible(task& t, core::call_kind kind, const void* from) noexcept {
   return false;
 }
 
-bool admit(void* opaque, std::size_t bytes, core::call_kind kind, bool after_dispatch,
-           const void* from) noexcept {
-  task& t = *static_cast<task*>(opaque);
-  if (!after_dispatch) {
-    const std::uint64_t position = task_position(t);  // includes this block
-    for (context* c = t.innermost; c != nullptr; c = c->parent) {
-      if (c->tripped.load(std::memory_order_relaxed)) continue;
-      switch (c->kind) {
-        case limit_kind::allocations:
-          if (!c->sampled && position - c->start_position > static_cast<std::uint64_t>(c->limit)) {
-            trip(t, *c);  // this block is the one that would exceed the limit
-          }
-          break;
-        case limit_kind::token:
-          if (c->token->flag.load(std::memory_order_acquire)) trip(t, *c);
-          break;
-        default:
-          break;
-      }
+// Before a block exists: trips the exact allocation limits it would exceed
+// (this block is the one that exceeds them) and the contexts whose token is
+// set.
+void trip_before_allocation(task_state& t) noexcept {
+  const std::uint64_t position = task_position(t);  // includes this block
+  for (context* c = t.innermost; c != nullptr; c = c->parent) {
+    if (c->tripped.load(std::memory_order_relaxed)) continue;
+    switch (c->kind) {
+      case limit_kind::allocations:
+        if (!c->sampled && position - c->start_position > static_cast<std::uint64_t>(c->limit)) {
+          trip(t, *c);
+        }
+        break;
+      case limit_kind::token:
+        if (c->token->flag.load(std::memory_order_acquire)) trip(t, *c);
+        break;
+      default:
+        break;
     }
   }
-  bool refuse = false;
-  if (t.tripped > 0 && eligible(t, kind, from)) {
-    refuse = true;
-    core::refund_event(bytes);
-    if (kind != core::call_kind::c_library) core::this_thread_state().raise_ = 1;
-  }
-  // Monitoring sees the allocated bytes as of this event.
+}
+
+// Monitoring sees the allocated bytes as of this event.
+void publish_allocated(task_state& t) noexcept {
   const std::uint64_t position = task_position(t);
   for (context* c = t.innermost; c != nullptr; c = c->parent) {
     c->allocated.store(position - c->start_position, std::memory_order_relaxed);
   }
+}
+
+// task_ops::refuses (core/limits_port.hpp): step 2 or 4 of an allocation.
+bool refuses(void* opaque, std::size_t bytes, core::call_kind kind, bool after_dispatch,
+             const void* from) noexcept {
+  task_state& t = *static_cast<task_state*>(opaque);
+  if (!after_dispatch) trip_before_allocation(t);
+  const bool refuse = t.tripped > 0 && eligible(t, kind, from);
+  if (refuse) {
+    core::refund_event(bytes);
+    if (kind != core::call_kind::c_library) core::mark_refusal();
+  }
+  publish_allocated(t);
   update_deadline(t);
   return refuse;
 }
@@ -101,10 +109,10 @@ void raise() {
   throw limit_reached(kind);
 }
 
-void* on_alloc(void*, const memprof::allocation& block) {
-  void* opaque = core::this_thread_state().task_;
+void* on_alloc(void*, const core::sampled_block& block) {
+  void* opaque = core::limited_task();
   if (opaque == nullptr) return nullptr;  // not a guarded task
-  task& t = *static_cast<task*>(opaque);
+  task_state& t = *static_cast<task_state*>(opaque);
   context* innermost = t.innermost;
   if (innermost == nullptr) return nullptr;
 
@@ -134,7 +142,7 @@ void* on_alloc(void*, const memprof::allocation& block) {
           // lower rate there are fewer samples, and the limit trips later.
           std::uint64_t mine = block.n_samples;
           if (rate > c->rate) {
-            mine = core::draw_binomial(core::this_thread_state().rng_, mine, c->rate / rate);
+            mine = core::thin(mine, c->rate / rate);
           }
           c->samples_at_entry_rate += mine;
           if (c->samples_at_entry_rate >= c->sample_threshold) trip(t, *c);
@@ -170,7 +178,7 @@ void on_free(void*, void* cookie) noexcept {
 void start_engine() {
   static std::once_flag once;
   std::call_once(once, [] {
-    core::install_task_ops({&admit, &raise});
+    core::install_task_ops({&refuses, &raise});
     const double rate = engine.rate.load(std::memory_order_relaxed);
     const int slot = core::subscribe({nullptr, &on_alloc, &on_free}, rate, 0);
     if (slot < 0) {

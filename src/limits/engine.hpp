@@ -1,5 +1,5 @@
 // limits/engine.hpp — the limits engine as the sampling core sees it: the
-// task_ops the hooks consult (core/task.hpp) and the subscriber that charges
+// task_ops the hooks consult (core/limits_port.hpp) and the subscriber that charges
 // a task's samples to its contexts and credits their frees. Layer 5.
 #pragma once
 
@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "memlimits/limits.hpp"
+#include "memlimits/sampling_rate.hpp"
 
 namespace memlimits::detail {
 
@@ -16,7 +17,7 @@ void start_engine();
 
 // The settings in force (limits/settings.cpp writes them).
 struct engine_settings {
-  std::atomic<double> rate{1e-4};
+  std::atomic<double> rate{default_sampling_rate};
   std::atomic<malloc_policy> on_malloc{malloc_policy::count};
   std::atomic<bool> sampled_allocation_limits{false};
 };

@@ -13,9 +13,10 @@
 #include <string>
 #include <typeinfo>
 
-#include "core/sampler.hpp"
+#include "core/limits_port.hpp"
 #include "limits/engine.hpp"
-#include "limits/task.hpp"
+#include "limits/registry.hpp"
+#include "limits/task_state.hpp"
 #include "limits/token_state.hpp"
 #include "memlimits/limits.hpp"
 #include "platform/system_allocator.hpp"
@@ -90,7 +91,7 @@ guard_scope::guard_scope(limit_kind kind, std::uint64_t limit, const token* t,
     throw std::invalid_argument(std::string(guard_name(kind)) + ": " + parameter + " is null");
   }
   start_engine();
-  task& owner = current_task();
+  task_state& owner = current_task();
   register_task(owner);
 
   void* memory = platform::system::malloc(sizeof(context));
@@ -146,7 +147,7 @@ bool guard_scope::tripped() const noexcept {
 }
 
 usage guard_scope::finish() noexcept {
-  task& owner = current_task();
+  task_state& owner = current_task();
   context* c = context_;
   usage used;
   used.allocated_bytes = task_position(owner) - c->start_position;

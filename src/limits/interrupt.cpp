@@ -2,9 +2,9 @@
 // is_interrupted, poll, mask, and the names of the limits. Layer 5.
 #include <exception>
 
-#include "core/sampler.hpp"
+#include "core/limits_port.hpp"
 #include "limits/raise_point.hpp"
-#include "limits/task.hpp"
+#include "limits/task_state.hpp"
 #include "memlimits/limits.hpp"
 
 namespace memlimits {
@@ -36,8 +36,8 @@ const char* bad_result_access::what() const noexcept {
 namespace {
 // A token set while the task does not allocate is seen here too, so that a
 // task that only polls can be cancelled.
-detail::task& checked_task() noexcept {
-  detail::task& t = detail::current_task();
+detail::task_state& checked_task() noexcept {
+  detail::task_state& t = detail::current_task();
   detail::trip_set_tokens(t);
   return t;
 }
@@ -47,7 +47,7 @@ bool is_interrupted() noexcept { return checked_task().tripped > 0; }
 
 void poll() {
   const void* const from = __builtin_return_address(0);
-  detail::task& t = checked_task();
+  detail::task_state& t = checked_task();
   if (t.tripped > 0 && t.masks == 0 && std::uncaught_exceptions() == 0 &&
       detail::may_raise_here(t, from)) {
     // As at an allocation point: building the exception is not the task's.
@@ -59,7 +59,7 @@ void poll() {
 mask::mask() noexcept { ++detail::current_task().masks; }
 
 mask::~mask() {
-  detail::task& t = detail::current_task();
+  detail::task_state& t = detail::current_task();
   --t.masks;
   // A deferred interruption is raised at the next allocation point: the
   // task's allocations already take the slow path while it is interrupted.

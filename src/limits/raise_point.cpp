@@ -6,7 +6,7 @@
 // Layer 5.
 #include "limits/raise_point.hpp"
 
-#include "core/sampler.hpp"
+#include "core/limits_port.hpp"
 #include "platform/handler_search.hpp"
 #include "platform/platform.hpp"
 
@@ -31,7 +31,7 @@ constexpr std::uint32_t max_skips = 256;
 
 constinit thread_local std::uint64_t searches MEMLIMITS_TLS_MODEL = 0;
 
-const context* innermost_tripped(const task& t) noexcept {
+const context* innermost_tripped(const task_state& t) noexcept {
   for (const context* c = t.innermost; c != nullptr; c = c->parent) {
     if (c->tripped.load(std::memory_order_relaxed)) return c;
   }
@@ -92,7 +92,7 @@ void remember(deferral_cache& cache, const platform::handler_answer& found,
 
 }  // namespace
 
-bool may_raise_here(task& t, const void* from) noexcept {
+bool may_raise_here(task_state& t, const void* from) noexcept {
   // The search must not re-enter the hooks; the thread's stack bounds are
   // looked up with glibc's allocator on first use.
   core::sampling_off off;

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "limits/task.hpp"
+#include "limits/task_state.hpp"
 #include "memlimits/config.hpp"
 
 namespace memlimits::detail {
@@ -16,7 +16,7 @@ namespace memlimits::detail {
 // of the task's own code, before any frame that would call std::terminate.
 // The calling task is interrupted; owner thread. Does not allocate through
 // the hooks (sampling is off while it works).
-bool may_raise_here(task& t, const void* from) noexcept;
+bool may_raise_here(task_state& t, const void* from) noexcept;
 
 // Stack walks made by may_raise_here on the calling thread (the deferral
 // cache spares the others): for tests and benchmarks.

@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/limits_port.hpp"
 #include "limits/engine.hpp"
 #include "limits/global_memory.hpp"
 #include "memlimits/limits.hpp"
@@ -14,19 +15,10 @@ namespace {
 std::mutex settings_mutex;
 memory_source chosen_source = memory_source::heap;  // under settings_mutex
 
-std::string number(double value) {
-  char text[64];
-  std::snprintf(text, sizeof text, "%.17g", value);
-  return text;
-}
-
 }  // namespace
 
 void configure(const settings& s) {
-  if (!(s.sampling_rate > 0.0 && s.sampling_rate <= 1.0)) {
-    throw std::invalid_argument("memlimits::configure: sampling_rate = " + number(s.sampling_rate) +
-                                " is outside (0, 1]");
-  }
+  core::require_sampling_rate("memlimits::configure", s.sampling_rate);
   const auto source = static_cast<int>(s.global_source);
   if (source < 0 || source > static_cast<int>(memory_source::cgroup)) {
     throw std::invalid_argument("memlimits::configure: global_source = " + std::to_string(source) +

@@ -3,24 +3,25 @@
 #include <new>
 
 #include "core/check.hpp"
-#include "limits/task.hpp"
+#include "limits/registry.hpp"
+#include "limits/task_state.hpp"
 #include "memlimits/task.hpp"
 #include "platform/system_allocator.hpp"
 
 namespace memlimits {
 
 task::task() {
-  void* memory = platform::system::malloc(sizeof(detail::task));
+  void* memory = platform::system::malloc(sizeof(detail::task_state));
   if (memory == nullptr) throw std::bad_alloc();
-  task_ = new (memory) detail::task;
-  task_->fiber = true;
+  task_ = new (memory) detail::task_state;
+  task_->kind = detail::task_kind::task;
 }
 
 task::~task() {
   MEMLIMITS_CHECK(&detail::current_task() != task_, "memlimits::task destroyed while current");
   MEMLIMITS_CHECK(task_->depth == 0, "memlimits::task destroyed with an active guard");
   detail::unregister_task(*task_);
-  task_->~task();
+  task_->~task_state();
   platform::system::free(task_);
 }
 

@@ -2,7 +2,7 @@
 // Layer 5.
 #include <new>
 
-#include "core/sampler.hpp"
+#include "core/limits_port.hpp"
 #include "limits/token_state.hpp"
 #include "memlimits/limits.hpp"
 #include "platform/platform.hpp"
@@ -34,7 +34,7 @@ void release_token_state(token_state* s) noexcept {
 }
 
 token_watch* watch_token(token_state& s) noexcept {
-  std::atomic<std::int64_t>* alarm = &core::this_thread_state().alarm_;
+  core::alarm* const alarm = core::this_thread_alarm();
   token_watch* w = s.watches.load(std::memory_order_acquire);
   for (; w != nullptr; w = w->next) {
     bool expected = false;
@@ -97,8 +97,8 @@ namespace {
 void raise_alarms(const detail::token_state& s) noexcept {
   for (detail::token_watch* w = s.watches.load(std::memory_order_seq_cst); w != nullptr;
        w = w->next) {
-    if (auto* alarm = w->alarm.load(std::memory_order_seq_cst); alarm != nullptr) {
-      alarm->store(INT64_MAX, std::memory_order_release);
+    if (core::alarm* alarm = w->alarm.load(std::memory_order_seq_cst); alarm != nullptr) {
+      core::raise_alarm(alarm);
     }
   }
 }

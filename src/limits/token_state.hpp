@@ -17,10 +17,12 @@
 #include <atomic>
 #include <cstdint>
 
+#include "core/limits_port.hpp"
+
 namespace memlimits::detail {
 
 struct token_watch {
-  std::atomic<std::atomic<std::int64_t>*> alarm{nullptr};
+  std::atomic<core::alarm*> alarm{nullptr};
   std::atomic<bool> claimed{false};
   token_watch* next = nullptr;  // immutable once published
 };

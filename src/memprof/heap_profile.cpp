@@ -2,7 +2,7 @@
 // live sampled blocks aggregated by callstack in a lock-free table, and its
 // outputs (snapshots, folded stacks, a top-N table), with frames named by
 // dladdr and the C++ demangler.
-// Layer 6 (uses memprof::profile, core/sampling.hpp and platform/).
+// Layer 6 (uses memprof::profile, core/distributions.hpp and platform/).
 //
 // The table. Each distinct callstack gets an entry in an open-addressing
 // hash table (linear probing) with room for 4/3 of max_stacks, in pages
@@ -43,7 +43,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/sampling.hpp"
+#include "core/distributions.hpp"
+#include "core/sampler.hpp"
 #include "memlimits/memprof.hpp"
 #include "platform/platform.hpp"
 
@@ -504,11 +505,7 @@ static_assert(std::atomic_ref<std::int64_t>::required_alignment <= alignof(std::
 
 heap_profile::heap_profile(double sampling_rate, std::size_t callstack_size,
                            std::size_t max_stacks) {
-  if (!(sampling_rate > 0.0 && sampling_rate <= 1.0)) {
-    throw std::invalid_argument(
-        "memlimits::memprof::heap_profile: sampling_rate must be in (0, 1], got " +
-        std::to_string(sampling_rate));
-  }
+  core::require_sampling_rate("memlimits::memprof::heap_profile", sampling_rate);
   if (callstack_size < 1 || callstack_size > profile::max_callstack_size) {
     throw std::invalid_argument("memlimits::memprof::heap_profile: callstack_size must be in [1, " +
                                 std::to_string(profile::max_callstack_size) + "], got " +

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/sampler.hpp"
 #include "core/subscribers.hpp"
 #include "memlimits/memprof.hpp"
 #include "platform/platform.hpp"
@@ -13,8 +14,15 @@
 namespace memlimits::memprof {
 namespace {
 
-void* forward_alloc(void* context, const allocation& block) {
-  return static_cast<tracker*>(context)->on_alloc(block);
+static_assert(static_cast<int>(source::new_delete) == static_cast<int>(core::block_origin::new_delete) &&
+              static_cast<int>(source::malloc) == static_cast<int>(core::block_origin::malloc) &&
+              static_cast<int>(source::adapter) == static_cast<int>(core::block_origin::adapter));
+static_assert(profile::max_callstack_size <= core::max_callstack_depth);
+
+void* forward_alloc(void* context, const core::sampled_block& block) {
+  const allocation a{block.address, block.size, block.n_samples,
+                     static_cast<source>(block.origin), block.callstack};
+  return static_cast<tracker*>(context)->on_alloc(a);
 }
 
 void forward_free(void* context, void* cookie) noexcept {
@@ -31,10 +39,7 @@ std::atomic<std::size_t> running_profiles{0};
 
 profile::profile(tracker& t, double sampling_rate, std::size_t callstack_size)
     : rate_(sampling_rate) {
-  if (!(sampling_rate > 0.0 && sampling_rate <= 1.0)) {
-    throw std::invalid_argument("memlimits::memprof::profile: sampling_rate must be in (0, 1], got " +
-                                std::to_string(sampling_rate));
-  }
+  core::require_sampling_rate("memlimits::memprof::profile", sampling_rate);
   if (callstack_size > max_callstack_size) {
     throw std::invalid_argument("memlimits::memprof::profile: callstack_size must be at most " +
                                 std::to_string(max_callstack_size) + ", got " +

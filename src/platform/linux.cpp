@@ -77,13 +77,8 @@ void on_thread_exit(void (*fn)(void*), void* arg) noexcept {
 }
 
 namespace {
-struct fork_handlers {
-  void (*prepare)();
-  void (*parent)();
-  void (*child)();
-};
 constexpr int max_fork_handlers = 8;
-fork_handlers handlers[max_fork_handlers];
+const fork_handlers* handlers[max_fork_handlers];
 std::atomic<int> handler_count{0};
 std::atomic<bool> trampoline_registered{false};
 // The thread inside fork(), between our prepare and parent/child handlers.
@@ -92,7 +87,7 @@ std::atomic<bool> forking{false};
 
 void prepare_all() {
   for (int i = handler_count.load(std::memory_order_acquire); i-- > 0;) {
-    if (handlers[i].prepare != nullptr) handlers[i].prepare();
+    if (handlers[i]->prepare != nullptr) handlers[i]->prepare();
   }
   forking_thread.store(::pthread_self(), std::memory_order_relaxed);
   forking.store(true, std::memory_order_release);
@@ -103,20 +98,24 @@ void finish_all() {
   forking.store(false, std::memory_order_release);
   const int count = handler_count.load(std::memory_order_acquire);
   for (int i = 0; i < count; ++i) {
-    if (handlers[i].*Which != nullptr) (handlers[i].*Which)();
+    if (handlers[i]->*Which != nullptr) (handlers[i]->*Which)();
   }
 }
 }  // namespace
 
-void register_fork_handlers(void (*prepare)(), void (*parent)(),
-                            void (*child)()) noexcept {
-  // Layers register once each, possibly at the same time on two threads.
+void register_fork_handlers(fork_handlers& h) noexcept {
+  if (h.registered.load(std::memory_order_acquire)) return;
+  // Layers register at their first use, possibly at the same time on two
+  // threads, and possibly twice for one layer: one appends, under the spin.
   static std::atomic<bool> appending{false};
   while (appending.exchange(true, std::memory_order_acquire)) yield();
-  const int index = handler_count.load(std::memory_order_relaxed);
-  if (index >= max_fork_handlers) ::abort();
-  handlers[index] = {prepare, parent, child};
-  handler_count.store(index + 1, std::memory_order_release);
+  if (!h.registered.load(std::memory_order_relaxed)) {
+    const int index = handler_count.load(std::memory_order_relaxed);
+    if (index >= max_fork_handlers) ::abort();
+    handlers[index] = &h;
+    handler_count.store(index + 1, std::memory_order_release);
+    h.registered.store(true, std::memory_order_release);
+  }
   appending.store(false, std::memory_order_release);
   if (!trampoline_registered.exchange(true)) {
     ::pthread_atfork(&prepare_all, &finish_all<&fork_handlers::parent>,

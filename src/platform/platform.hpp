@@ -2,9 +2,11 @@
 // system: address space, thread identity and exit, fork, entropy, unwinding.
 // Layer 1: depends on nothing in memlimits. Every function here is safe to
 // call from inside an allocation hook: none of them allocates through malloc.
-// The implementation is selected in one place, below.
+// The implementation for Linux is platform/linux.cpp (with valgrind.cpp); any
+// other system stops the build at the end of this file.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -20,6 +22,23 @@
 #define MEMLIMITS_ALWAYS_INLINE inline __attribute__((always_inline))
 
 namespace memlimits::platform {
+
+// A reference to a thread_local object of the initial-exec model. Use it
+// rather than the variable's name where the object's address matters:
+// GCC 12's UBSan folds the null check of such a reference to "null" and
+// aborts (its handler is called with a constant 0); in sanitizer builds the
+// address goes through a register, which the check then reads for real.
+// Normal builds compile it to the plain %fs-relative access.
+template <class T>
+MEMLIMITS_ALWAYS_INLINE T& tls_object(T& object) noexcept {
+#if defined(MEMLIMITS_SANITIZED)
+  T* address = &object;
+  asm("" : "+r"(address));
+  return *address;
+#else
+  return object;
+#endif
+}
 
 std::size_t page_size() noexcept;
 
@@ -41,8 +60,18 @@ void on_thread_exit(void (*fn)(void*), void* arg) noexcept;
 // forking thread while it holds every memlimits lock: fork_in_progress_here()
 // is true for that thread then, and the locks let it through (it has the
 // structures to itself).
-void register_fork_handlers(void (*prepare)(), void (*parent)(),
-                            void (*child)()) noexcept;
+// A layer's handlers, in a constinit object of its own:
+//   constinit platform::fork_handlers fork_hooks{&prepare, &parent, &child};
+//   platform::register_fork_handlers(fork_hooks);   // at first use
+struct fork_handlers {
+  void (*prepare)();
+  void (*parent)();
+  void (*child)();
+  std::atomic<bool> registered{false};
+};
+// Registers `h` the first time it is called for it, from any thread; later
+// calls cost one load. Must not be called from a fork handler.
+void register_fork_handlers(fork_handlers& h) noexcept;
 bool fork_in_progress_here() noexcept;
 
 // A process-unique thread number (not reused while the process lives).

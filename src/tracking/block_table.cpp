@@ -33,7 +33,6 @@ struct alignas(64) shard {
 };
 
 constinit shard shards[shard_count];
-std::atomic<bool> fork_handlers_registered{false};
 
 // ---- the bitmap of marked granules ----
 // Two levels: the top level has one entry per GiB of the 47-bit user address
@@ -116,12 +115,7 @@ void fork_child() {
   pool_lock.reset_after_fork();
 }
 
-void register_fork_handlers_once() noexcept {
-  if (!fork_handlers_registered.load(std::memory_order_acquire) &&
-      !fork_handlers_registered.exchange(true)) {
-    platform::register_fork_handlers(&fork_prepare, &fork_parent, &fork_child);
-  }
-}
+constinit platform::fork_handlers fork_hooks{&fork_prepare, &fork_parent, &fork_child};
 
 // Under s.lock: doubles the capacity. False when pages cannot be mapped.
 bool grow(shard& s) noexcept {
@@ -206,7 +200,7 @@ bool is_marked(const void* address) noexcept {
 
 bool insert(record* r) noexcept {
   MEMLIMITS_ASSERT(may_be_sampled(r->address), "tracked block not aligned to a granule");
-  register_fork_handlers_once();
+  platform::register_fork_handlers(fork_hooks);
   const std::uint64_t h = hash(r->address);
   shard& s = shard_of(h);
   core::spinlock_guard guard(s.lock);

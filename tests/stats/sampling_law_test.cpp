@@ -1,5 +1,5 @@
 // The random laws of the sampling core, checked against exact distributions
-// (Boost.Math): the gap and binomial draws of core/sampling.hpp on their own,
+// (Boost.Math): the gap and binomial draws of core/distributions.hpp on their own,
 // then the real engine end to end through the replaced malloc and operator
 // new — sample counts, intervals between samples, rate 1, thinning between
 // profiles, and the base accounting's live-heap estimate.
@@ -53,7 +53,7 @@
 
 #include "core/prng.hpp"
 #include "core/sampler.hpp"
-#include "core/sampling.hpp"
+#include "core/distributions.hpp"
 #include "core/subscribers.hpp"
 #include "memlimits/memprof.hpp"
 #include "support/goodness_of_fit.hpp"

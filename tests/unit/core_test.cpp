@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "core/sampler.hpp"
-#include "core/sampling.hpp"
+#include "core/distributions.hpp"
 #include "core/subscribers.hpp"
 #include "memlimits/memprof.hpp"
 #include "support/recording_tracker.hpp"
@@ -34,13 +34,15 @@ TEST(CoreFastPath, ConsumeAndRefundAreInverse) {
   sink(warm);
   std::free(warm);
   core::sampling_off off;  // countdown far from any event
-  const std::int64_t before = core::this_thread_state().countdown_;
+  // The stream position is read off the countdown: it moves with every
+  // consume() and refund().
+  const std::uint64_t before = core::stream_position();
   for (std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{100},
                             std::numeric_limits<std::size_t>::max(),
                             std::numeric_limits<std::size_t>::max() / 2 + 9}) {
     (void)core::consume(bytes);
     core::refund(bytes);
-    EXPECT_EQ(core::this_thread_state().countdown_, before) << bytes;
+    EXPECT_EQ(core::stream_position(), before) << bytes;
   }
 }
 

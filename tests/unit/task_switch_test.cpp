@@ -37,11 +37,13 @@ using memlimits::testing::new_block;
   if (memlimits::testing::sanitized)                                                     \
   GTEST_SKIP() << "boost::context stack switches are not annotated for the sanitizers"
 
-std::optional<memlimits::task_info> fiber_task() {
-  for (auto& t : memlimits::tasks()) {
-    if (t.fiber) return t;
-  }
-  return std::nullopt;
+// The memlimits::task these tests run, as tasks() shows it: the one task
+// with an active guard (the test thread has none). It is no memlimits::fiber.
+std::optional<memlimits::task_info> guarded_task() {
+  const std::vector<memlimits::task_info> all = memlimits::tasks();
+  if (all.size() != 1) return std::nullopt;
+  EXPECT_FALSE(all[0].fiber) << "a memlimits::task is listed as a memlimits::fiber";
+  return all[0];
 }
 
 TEST(TaskScope, AGuardIsChargedOnlyForItsOwnTasksAllocations) {
@@ -174,7 +176,7 @@ TEST(TaskFiber, AFiberResumedOnAnotherThreadKeepsItsLimitsAndCounters) {
     f.step();                                // 10 more: 40 of 50
   }).join();
   // tasks() from here sees the fiber's task where it last ran.
-  const std::optional<memlimits::task_info> seen = fiber_task();
+  const std::optional<memlimits::task_info> seen = guarded_task();
   ASSERT_TRUE(seen.has_value());
   EXPECT_EQ(seen->thread, there);
   ASSERT_EQ(seen->contexts.size(), 1u);
@@ -265,7 +267,7 @@ TEST(TaskFiber, DestroyingASuspendedFiberInsideAGuardLeavesNoContext) {
     f->body = {};
   }
   EXPECT_FALSE(f->outcome.has_value());  // forced unwinding is not an outcome
-  EXPECT_FALSE(fiber_task().has_value());
+  EXPECT_FALSE(guarded_task().has_value());
   f.reset();  // ~task: no active guard
   EXPECT_TRUE(memlimits::tasks().empty());
   auto r = memlimits::limit_allocations(128, [] { churn(2, 64); return 0; });

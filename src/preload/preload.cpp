@@ -1,4 +1,4 @@
-// hooks/preload.cpp — what the LD_PRELOAD library adds to the hooks:
+// preload/preload.cpp — what the LD_PRELOAD library adds to the hooks:
 // profiles driven by environment variables, for unmodified programs.
 //
 // A summary of the allocations:
@@ -20,14 +20,15 @@
 //   MEMLIMITS_HEAP_PROFILE_TOP    rows of the top table written to
 //                                 "<file>.top" (default 20; 0: no table)
 //   MEMLIMITS_HEAP_PROFILE_RATE   sampling rate in (0, 1] (default:
-//                                 MEMLIMITS_PROFILE_RATE if set, else 1e-4)
+//                                 MEMLIMITS_PROFILE_RATE if set, else
+//                                 memlimits::default_sampling_rate)
 //   MEMLIMITS_HEAP_PROFILE_DEPTH  frames per callstack, in [1, 256] (default 64)
 // The files are written at exit by the library's destructor with sampling
 // off on the writing thread (the writer allocates: its blocks stay out of
 // the profiles); other threads may go on allocating meanwhile, the table is
 // lock-free. A process that ends by _exit() or a signal writes nothing.
-// Layer 4 (the preload library's glue; uses memprof/ through its API and
-// core::sampling_off).
+// Layer 8, the last: the preload library's glue over the layers below (the
+// heap profiler of memprof/ through its API, and core::sampling_off).
 #include <fcntl.h>
 #include <limits.h>
 #include <unistd.h>
@@ -42,6 +43,7 @@
 
 #include "core/sampler.hpp"
 #include "memlimits/memprof.hpp"
+#include "memlimits/sampling_rate.hpp"
 #include "platform/platform.hpp"
 
 namespace {
@@ -116,7 +118,7 @@ double rate_from(const char* name, double fallback) noexcept {
   if (text == nullptr || *text == '\0') return fallback;
   char* end = nullptr;
   const double rate = std::strtod(text, &end);
-  return end != text && *end == '\0' && rate > 0.0 && rate <= 1.0 ? rate : -1.0;
+  return end != text && *end == '\0' && memlimits::is_valid_sampling_rate(rate) ? rate : -1.0;
 }
 
 // A decimal count in [low, high] from `name`; `fallback` when unset, -1 when
@@ -135,9 +137,10 @@ void start_heap_profile() noexcept {
   using memlimits::memprof::heap_profile;
   using memlimits::memprof::profile;
   // A malformed MEMLIMITS_PROFILE_RATE is reported by the summary.
-  const double shared_rate = rate_from("MEMLIMITS_PROFILE_RATE", 1e-4);
+  constexpr double default_rate = memlimits::default_sampling_rate;
+  const double shared_rate = rate_from("MEMLIMITS_PROFILE_RATE", default_rate);
   const double rate =
-      rate_from("MEMLIMITS_HEAP_PROFILE_RATE", shared_rate > 0 ? shared_rate : 1e-4);
+      rate_from("MEMLIMITS_HEAP_PROFILE_RATE", shared_rate > 0 ? shared_rate : default_rate);
   const long long depth = count_from("MEMLIMITS_HEAP_PROFILE_DEPTH",
                                      static_cast<long long>(heap_profile::default_callstack_size),
                                      1, static_cast<long long>(profile::max_callstack_size));
@@ -222,7 +225,7 @@ __attribute__((constructor)) void start_environment_profile() {
   if (text == nullptr || *text == '\0') return;
   char* end = nullptr;
   const double rate = std::strtod(text, &end);
-  if (end == text || !(rate > 0.0 && rate <= 1.0)) {
+  if (end == text || !memlimits::is_valid_sampling_rate(rate)) {
     static constexpr char message[] =
         "memlimits: MEMLIMITS_PROFILE_RATE must be a number in (0, 1]; no profile\n";
     memlimits::platform::write_stderr(message, sizeof message - 1);

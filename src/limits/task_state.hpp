@@ -1,8 +1,9 @@
-// limits/task.hpp — tasks and their contexts, the data of the limits engine.
+// limits/task_state.hpp — tasks and their contexts, the data of the limits
+// engine.
 //
 // A task is what a limit applies to: each thread has one (in TLS), and a
-// memlimits::fiber is one of its own (issue "fibers"). A task owns a chain of
-// contexts, one per active guard, innermost first through `parent`.
+// memlimits::task or a memlimits::fiber is one of its own. A task owns a
+// chain of contexts, one per active guard, innermost first through `parent`.
 //
 // Threads and lifetimes:
 //  * The chain is written only by the task's owner (the thread running it),
@@ -96,7 +97,14 @@ struct deferral_cache {
   }
 };
 
-struct task {
+// What a task is, for monitoring (task_info::fiber) and for finding its stack.
+enum class task_kind : std::uint8_t {
+  thread,  // a thread's own task
+  task,    // a memlimits::task: runs on whichever stack made it current
+  fiber,   // a memlimits::fiber's: runs on the fiber's stack
+};
+
+struct task_state {
   context* innermost = nullptr;  // owner writes under lock_
   std::uint32_t depth = 0;       // active contexts
   std::uint32_t masks = 0;       // live memlimits::mask objects
@@ -106,7 +114,7 @@ struct task {
   // (0 for a thread's own task; fibers move it at each switch).
   std::uint64_t position_base = 0;
   std::uint64_t suspended_position = 0;  // the task's position while not current
-  bool fiber = false;                    // a memlimits::task, not a thread's own
+  task_kind kind = task_kind::thread;
   // The stack the task always runs on: a memlimits::fiber's (set by
   // src/fiber/), the thread's own (found when first needed); none (0, 0)
   // for a memlimits::task, which runs on whichever stack made it current.
@@ -120,15 +128,16 @@ struct task {
   // has no constexpr constructor, and a thread's task is constinit.
   alignas(std::thread::id) unsigned char thread_id[sizeof(std::thread::id)] = {};
   bool registered = false;
-  task* prev = nullptr;
-  task* next = nullptr;
+  task_state* prev = nullptr;
+  task_state* next = nullptr;
 };
 
-// The task that runs on the calling thread now.
-task& current_task() noexcept;
+// The task that runs on the calling thread now, and the thread's own task.
+task_state& current_task() noexcept;
+task_state& own_task() noexcept;
 
 // The task's allocation stream position (exact).
-std::uint64_t task_position(const task& t) noexcept;
+std::uint64_t task_position(const task_state& t) noexcept;
 
 // Takes and drops a reference to a context (drop: frees it, and drops its
 // parent's, at zero). Any thread.
@@ -136,40 +145,35 @@ void retain(context* c) noexcept;
 void release(context* c) noexcept;
 
 // Entry and exit of the calling task's innermost context (limits/task.cpp).
-context* push_context(task& t, context* c) noexcept;
-void pop_context(task& t, context* c) noexcept;
+context* push_context(task_state& t, context* c) noexcept;
+void pop_context(task_state& t, context* c) noexcept;
 
 // Marks a context of the calling task as tripped (owner thread).
-void trip(task& t, context& c) noexcept;
+void trip(task_state& t, context& c) noexcept;
 
 // Trips the task's token contexts whose token is set (owner thread): for
 // the points where the task learns of a token without an allocation
 // (poll, is_interrupted, being made current).
-void trip_set_tokens(task& t) noexcept;
+void trip_set_tokens(task_state& t) noexcept;
 
 // Recomputes the countdown deadline of the calling thread for its task: the
 // nearest exact allocation limit, or "every allocation" while interrupted.
-void update_deadline(task& t) noexcept;
-
-// Registers a thread's task with the registry (once), so that thread exit
-// cleans it up and tasks() sees it.
-void register_task(task& t) noexcept;
-void unregister_task(task& t) noexcept;
+void update_deadline(task_state& t) noexcept;
 
 // Makes `to` the task running on the calling thread (nullptr: the thread's
 // own) and returns the one it replaces. The outgoing task keeps its stream
 // position and stops listening to its tokens on this thread; the incoming
 // one resumes its position, listens here, sees tokens set meanwhile, and
 // gets its deadline.
-task* switch_task(task* to) noexcept;
+task_state* switch_task(task_state* to) noexcept;
 
-std::thread::id task_thread(const task& t) noexcept;
+std::thread::id task_thread(const task_state& t) noexcept;
 
 // The bounds of the stack that the calling task runs on, if known: a
 // memlimits::fiber's own, else the calling thread's (looked up once per
 // thread, with sampling off by the caller). A memlimits::task made current
 // on another stack (a fiber's, a coroutine library's) gets the thread's
 // bounds, which do not contain its stack pointer: callers check that.
-bool running_stack(task& t, std::uintptr_t* low, std::uintptr_t* high) noexcept;
+bool running_stack(task_state& t, std::uintptr_t* low, std::uintptr_t* high) noexcept;
 
 }  // namespace memlimits::detail

@@ -1,4 +1,4 @@
-// core/sampling.hpp — the random laws of the sampler.
+// core/distributions.hpp — the random laws of the sampler.
 //
 // Model: the words (8 bytes) allocated by a thread form one stream; each word
 // is sampled independently with probability p (a Bernoulli process). Then:

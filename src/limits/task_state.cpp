@@ -1,0 +1,191 @@
+// limits/task_state.cpp — tasks, the context chain, deadlines, and
+// switching the task that runs on a thread. Layer 5.
+#include "limits/task_state.hpp"
+
+#include <cstring>
+#include <new>
+
+#include "core/check.hpp"
+#include "core/limits_port.hpp"
+#include "limits/registry.hpp"
+#include "limits/token_state.hpp"
+#include "platform/platform.hpp"
+#include "platform/system_allocator.hpp"
+
+namespace memlimits::detail {
+namespace {
+
+// A thread's own task. constinit: usable from the hooks before main and
+// after the thread's C++ thread_local destructors.
+constinit thread_local task_state thread_task MEMLIMITS_TLS_MODEL{};
+// The task running on this thread: thread_task, or a fiber's.
+constinit thread_local task_state* running_task MEMLIMITS_TLS_MODEL = nullptr;
+
+// The innermost tripped context's kind is the one raised.
+void update_raise_kind(task_state& t) noexcept {
+  for (context* c = t.innermost; c != nullptr; c = c->parent) {
+    if (c->tripped.load(std::memory_order_relaxed)) {
+      t.raise_kind = c->kind;
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+task_state& own_task() noexcept { return platform::tls_object(thread_task); }
+
+task_state& current_task() noexcept {
+  task_state* t = running_task;
+  return t != nullptr ? *t : own_task();
+}
+
+std::uint64_t task_position(const task_state& t) noexcept {
+  return core::stream_position() - t.position_base;
+}
+
+void retain(context* c) noexcept { c->references.fetch_add(1, std::memory_order_relaxed); }
+
+void release(context* c) noexcept {
+  while (c != nullptr && c->references.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    context* parent = c->parent;
+    if (c->token != nullptr) release_token_state(c->token);
+    c->~context();
+    platform::system::free(c);
+    c = parent;
+  }
+}
+
+context* push_context(task_state& t, context* c) noexcept {
+  t.deferrals = {};  // the boundaries a guard's searches found are its own
+  c->parent = t.innermost;
+  if (c->parent != nullptr) retain(c->parent);
+  {
+    core::spinlock_guard guard(t.lock_);
+    t.innermost = c;
+    ++t.depth;
+  }
+  if (c->tripped.load(std::memory_order_relaxed)) {
+    ++t.tripped;
+    update_raise_kind(t);
+  }
+  update_deadline(t);
+  return c;
+}
+
+void pop_context(task_state& t, context* c) noexcept {
+  MEMLIMITS_CHECK(t.innermost == c, "guards of a task exited out of order");
+  t.deferrals = {};
+  if (c->watch != nullptr) {
+    unwatch_token(c->watch);
+    c->watch = nullptr;
+  }
+  {
+    core::spinlock_guard guard(t.lock_);
+    t.innermost = c->parent;
+    --t.depth;
+  }
+  if (c->tripped.load(std::memory_order_relaxed)) {
+    --t.tripped;
+    update_raise_kind(t);
+  }
+  update_deadline(t);
+  release(c);  // the task's reference
+}
+
+void trip(task_state& t, context& c) noexcept {
+  if (c.tripped.exchange(true, std::memory_order_relaxed)) return;
+  ++t.tripped;
+  update_raise_kind(t);
+  // Every allocation of an interrupted task takes the slow path, where it
+  // is raised as soon as it is eligible.
+  core::force_next_event();
+}
+
+void trip_set_tokens(task_state& t) noexcept {
+  for (context* c = t.innermost; c != nullptr; c = c->parent) {
+    if (c->kind == limit_kind::token && !c->tripped.load(std::memory_order_relaxed) &&
+        c->token->flag.load(std::memory_order_seq_cst)) {
+      trip(t, *c);
+    }
+  }
+}
+
+void update_deadline(task_state& t) noexcept {
+  if (&t != &current_task()) return;  // a suspended fiber: set when it resumes
+  core::set_limited_task(t.depth > 0 ? &t : nullptr);
+  if (core::sampling_is_off()) {
+    // Inside a callback the countdown is parked: the next event, outside
+    // it, recomputes the deadline.
+    if (t.depth > 0) core::force_next_event();
+    return;
+  }
+  std::uint64_t deadline = core::no_deadline;
+  for (const context* c = t.innermost; c != nullptr; c = c->parent) {
+    if (c->kind != limit_kind::allocations || c->sampled ||
+        c->tripped.load(std::memory_order_relaxed)) {
+      continue;
+    }
+    // Trips at the first allocation taking the task above start + limit.
+    const std::uint64_t at = t.position_base + c->start_position + static_cast<std::uint64_t>(c->limit);
+    if (at < deadline) deadline = at;
+  }
+  core::set_deadline(deadline);
+  if (t.tripped > 0) core::force_next_event();
+}
+
+task_state* switch_task(task_state* to) noexcept {
+  task_state& from = current_task();
+  task_state& next = to != nullptr ? *to : own_task();
+  if (&from == &next) return running_task;
+  task_state* const previous = running_task;
+  core::alarm* const alarm = core::this_thread_alarm();
+  const std::uint64_t now = core::stream_position();
+  from.suspended_position = now - from.position_base;
+  for (context* c = from.innermost; c != nullptr; c = c->parent) {
+    // Monitors see a suspended task's allocations as of its suspension.
+    c->allocated.store(from.suspended_position - c->start_position, std::memory_order_relaxed);
+    if (c->watch != nullptr) c->watch->alarm.store(nullptr, std::memory_order_seq_cst);
+  }
+
+  running_task = &next == &own_task() ? nullptr : &next;
+  next.position_base = now - next.suspended_position;
+  const std::thread::id id = std::this_thread::get_id();
+  if (std::memcmp(next.thread_id, &id, sizeof id) != 0) {  // the owner is the only writer
+    core::spinlock_guard guard(next.lock_);
+    std::memcpy(next.thread_id, &id, sizeof id);
+  }
+  // Neither task in a guard: no token listens, and the deadline is none.
+  if (from.depth == 0 && next.depth == 0) return previous;
+  for (context* c = next.innermost; c != nullptr; c = c->parent) {
+    if (c->watch != nullptr) c->watch->alarm.store(alarm, std::memory_order_seq_cst);
+  }
+  // A fiber suspended in a guard across fork() left the child's registry.
+  if (next.depth > 0 && !next.registered) register_task(next);
+  // After listening: a set() from now on raises this thread's alarm.
+  trip_set_tokens(next);
+  update_deadline(next);
+  return previous;
+}
+
+bool running_stack(task_state& t, std::uintptr_t* low, std::uintptr_t* high) noexcept {
+  task_state* owner = &t;
+  if (owner->stack_high == 0) {
+    if (owner->kind == task_kind::task) owner = &own_task();  // on the thread's stack, if any
+    if (owner->stack_high == 0 && owner == &own_task() &&
+        !platform::thread_stack(&owner->stack_low, &owner->stack_high)) {
+      owner->stack_low = owner->stack_high = 0;
+    }
+  }
+  *low = owner->stack_low;
+  *high = owner->stack_high;
+  return *high != 0;
+}
+
+std::thread::id task_thread(const task_state& t) noexcept {
+  std::thread::id id;
+  std::memcpy(&id, t.thread_id, sizeof id);
+  return id;
+}
+
+}  // namespace memlimits::detail
