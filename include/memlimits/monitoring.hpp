@@ -22,7 +22,8 @@ struct context_info {
 };
 struct task_info {
   std::thread::id thread;              // where the task runs now
-  bool fiber;                          // a memlimits::fiber rather than a thread
+  bool fiber;                          // a memlimits::fiber, rather than a thread or a
+                                       // memlimits::task
   std::vector<context_info> contexts;  // outermost first
 };
 // Every task that has an active guard.
