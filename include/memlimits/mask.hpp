@@ -28,62 +28,56 @@ class MEMLIMITS_API mask {
 };
 MEMLIMITS_API bool is_masked() noexcept;
 
-// acquire() and release(resource) run masked; release runs iff acquire
+namespace detail {
+
+// f(args...) with a mask alive.
+template <class F, class... Args>
+decltype(auto) invoke_masked(F& f, Args&... args) {
+  mask masked;
+  return std::invoke(f, args...);
+}
+
+// scope(resource...), then release(resource...) masked, once, whether the
+// scope returns or throws; returns what the scope returned.
+template <class Scope, class Release, class... Resource>
+decltype(auto) run_then_release(Scope& scope, Release& release, Resource&... resource) {
+  // A handler, not a destructor: an exception from release propagates (in
+  // place of the scope's, if the scope threw) instead of terminating.
+  auto run = [&]() -> decltype(auto) {
+    try {
+      return std::invoke(scope, resource...);
+    } catch (...) {
+      invoke_masked(release, resource...);
+      throw;
+    }
+  };
+  using S = std::invoke_result_t<Scope&, Resource&...>;
+  if constexpr (std::is_void_v<S>) {
+    run();
+    invoke_masked(release, resource...);
+  } else {
+    std::conditional_t<std::is_rvalue_reference_v<S>, std::remove_cvref_t<S>, S> out = run();
+    invoke_masked(release, resource...);
+    return out;
+  }
+}
+
+}  // namespace detail
+
+// acquire() and release(resource) run masked; release runs once iff acquire
 // returned, whether scope(resource) returns or throws; scope is not masked
-// (beyond the caller's own masks). With a void acquire, scope and release
-// take no argument.
+// (beyond the caller's own masks). Returns what scope returns (a reference
+// as a reference, an rvalue reference as a value). An exception from
+// release propagates, in place of the scope's if the scope threw. With a
+// void acquire, scope and release take no argument.
 template <class Acquire, class Scope, class Release>
 decltype(auto) with_resource(Acquire&& acquire, Scope&& scope, Release&& release) {
-  using R = std::invoke_result_t<Acquire&>;
-  if constexpr (std::is_void_v<R>) {
-    {
-      mask masked;
-      std::invoke(acquire);
-    }
-    auto finish = [&] {
-      mask masked;
-      std::invoke(release);
-    };
-    using S = std::invoke_result_t<Scope&>;
-    try {
-      if constexpr (std::is_void_v<S>) {
-        std::invoke(scope);
-        finish();
-      } else {
-        std::conditional_t<std::is_rvalue_reference_v<S>, std::remove_cvref_t<S>, S> out =
-            std::invoke(scope);
-        finish();
-        return out;
-      }
-    } catch (...) {
-      finish();
-      throw;
-    }
+  if constexpr (std::is_void_v<std::invoke_result_t<Acquire&>>) {
+    detail::invoke_masked(acquire);
+    return detail::run_then_release(scope, release);
   } else {
-    auto acquired = [&]() -> R {
-      mask masked;
-      return std::invoke(acquire);
-    };
-    R resource = acquired();
-    auto finish = [&] {
-      mask masked;
-      std::invoke(release, resource);
-    };
-    using S = std::invoke_result_t<Scope&, std::remove_reference_t<R>&>;
-    try {
-      if constexpr (std::is_void_v<S>) {
-        std::invoke(scope, resource);
-        finish();
-      } else {
-        std::conditional_t<std::is_rvalue_reference_v<S>, std::remove_cvref_t<S>, S> out =
-            std::invoke(scope, resource);
-        finish();
-        return out;
-      }
-    } catch (...) {
-      finish();
-      throw;
-    }
+    std::invoke_result_t<Acquire&> resource = detail::invoke_masked(acquire);
+    return detail::run_then_release(scope, release, resource);
   }
 }
 
