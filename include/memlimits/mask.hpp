@@ -1,7 +1,8 @@
 // memlimits/mask.hpp — masks and resources: whether the current task is
 // interrupted (is_interrupted, poll), deferring its interruptions
 // (mask, is_masked), and acquiring and releasing a resource without being
-// interrupted in either (with_resource). Depends on config.hpp.
+// interrupted in either (with_resource). Depends on config.hpp; the
+// limit_reached that poll() raises is declared in result.hpp.
 #pragma once
 
 #include <functional>
