@@ -1348,6 +1348,15 @@ TEST_F(LimitWithResource, AcquireAndReleaseRunMaskedScopeDoesNotAndItsValueIsRet
   static_assert(std::is_same_v<decltype(ref), int&>);
   EXPECT_EQ(&ref, &target);
 
+  // A scope returning an rvalue reference returns a value, moved from it.
+  auto owner = std::make_unique<int>(7);
+  decltype(auto) moved = memlimits::with_resource(
+      [] { return 1; }, [&](int&) -> std::unique_ptr<int>&& { return std::move(owner); },
+      [](int&) {});
+  static_assert(std::is_same_v<decltype(moved), std::unique_ptr<int>>);
+  EXPECT_EQ(*moved, 7);
+  EXPECT_EQ(owner, nullptr);
+
   // A move-only resource.
   const int value = memlimits::with_resource([] { return std::make_unique<int>(9); },
                                              [](std::unique_ptr<int>& p) { return *p; },
@@ -1404,6 +1413,53 @@ TEST_F(LimitWithResource, ReleaseRunsIffAcquireReturned) {
   }
   EXPECT_TRUE(caught);
   EXPECT_EQ(release_calls, 1);
+  EXPECT_FALSE(memlimits::is_masked());
+}
+
+TEST_F(LimitWithResource, AThrowingReleaseRunsOnceAndItsExceptionPropagates) {
+  // The scope returns: release runs once (it used to run a second time when
+  // it threw), masked, and its exception propagates.
+  int release_calls = 0, caught = 0;
+  bool release_masked = false;
+  try {
+    memlimits::with_resource(
+        [] { return 5; }, [](int& r) { return r; },
+        [&](int&) {
+          release_masked = memlimits::is_masked();
+          throw custom_error(++release_calls);
+        });
+  } catch (const custom_error& e) {
+    caught = e.code;
+  }
+  EXPECT_EQ(release_calls, 1);
+  EXPECT_EQ(caught, 1);
+  EXPECT_TRUE(release_masked);
+  EXPECT_FALSE(memlimits::is_masked());
+
+  // The same with a void acquire and a void scope.
+  release_calls = 0;
+  caught = 0;
+  try {
+    memlimits::with_resource([] {}, [] {}, [&] { throw custom_error(++release_calls); });
+  } catch (const custom_error& e) {
+    caught = e.code;
+  }
+  EXPECT_EQ(release_calls, 1);
+  EXPECT_EQ(caught, 1);
+
+  // The scope throws too: release runs once, and its exception replaces the
+  // scope's (no std::terminate).
+  release_calls = 0;
+  caught = 0;
+  try {
+    memlimits::with_resource(
+        [] { return 5; }, [](int&) -> int { throw custom_error(100); },
+        [&](int&) { throw custom_error(++release_calls); });
+  } catch (const custom_error& e) {
+    caught = e.code;
+  }
+  EXPECT_EQ(release_calls, 1);
+  EXPECT_EQ(caught, 1);
   EXPECT_FALSE(memlimits::is_masked());
 }
 
