@@ -19,6 +19,8 @@ if(TARGET memlimits-stats)
   install(TARGETS memlimits-stats RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endif()
 install(DIRECTORY include/memlimits DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES ${MEMLIMITS_GENERATED_INCLUDE_DIR}/memlimits/version.hpp
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/memlimits)
 install(EXPORT memlimitsTargets NAMESPACE memlimits:: DESTINATION ${MEMLIMITS_CMAKE_DIR})
 
 configure_package_config_file(cmake/memlimitsConfig.cmake.in
