@@ -59,6 +59,10 @@ if(MODE STREQUAL "find_package")
   set(prefix "${WORK_DIR}/prefix")
   run("install ${BINARY_DIR} into ${prefix}"
       "${CMAKE_COMMAND}" --install "${BINARY_DIR}" --prefix "${prefix}" ${config_args})
+  # The license text is installed with the package (cmake/MemlimitsInstall.cmake).
+  if(NOT EXISTS "${prefix}/share/doc/memlimits/LICENSE")
+    message(FATAL_ERROR "[${MODE}] the install has no share/doc/memlimits/LICENSE")
+  endif()
   run("configure the find_package consumer"
       "${CMAKE_COMMAND}" -S "${SOURCE_DIR}/tests/package/find_package" -B "${build_dir}"
       ${configure_args} "-DCMAKE_PREFIX_PATH=${prefix}"
