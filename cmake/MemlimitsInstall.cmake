@@ -1,5 +1,6 @@
 # Install and export: find_package(memlimits CONFIG) gives memlimits::memlimits
-# and memlimits::hooks; the preload library is installed beside them.
+# and memlimits::hooks; the preload library is installed beside them, the
+# license text in the package's documentation directory.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -19,7 +20,10 @@ if(TARGET memlimits-stats)
   install(TARGETS memlimits-stats RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endif()
 install(DIRECTORY include/memlimits DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES ${MEMLIMITS_GENERATED_INCLUDE_DIR}/memlimits/version.hpp
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/memlimits)
 install(EXPORT memlimitsTargets NAMESPACE memlimits:: DESTINATION ${MEMLIMITS_CMAKE_DIR})
+install(FILES LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
 configure_package_config_file(cmake/memlimitsConfig.cmake.in
   ${PROJECT_BINARY_DIR}/memlimitsConfig.cmake INSTALL_DESTINATION ${MEMLIMITS_CMAKE_DIR})

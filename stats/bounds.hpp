@@ -5,8 +5,8 @@
 // stats/README.md; the numbering of its sections is referred to below.
 //
 // Depends on Boost.Math (ibeta, ibetac, their inverses, the exponential
-// distribution) and the standard library only. Layer 8 of DESIGN.md: never
-// linked into the library.
+// distribution) and the standard library only. The top-level stats/ folder
+// (docs/design.md, "The layers of src/"): never linked into the library.
 //
 // The sampling law (that of the engine, src/core/sampler.hpp): every 8-byte
 // word allocated is sampled independently with probability p, the rate; a

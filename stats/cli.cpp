@@ -1,4 +1,4 @@
-// memlimits-stats: the command line of stats/ (API.md, section `stats/`).
+// memlimits-stats: the command line of stats/ (stats/README.md, "Using the CLI").
 // Subcommands global, accuracy, min-rate, cumulative and memory print a
 // readable table, or one JSON object per line with --json. Argument errors
 // print a message naming the parameter and its value and exit with code 2;

@@ -1,10 +1,10 @@
 // memlimits/config.hpp — build configuration shared by every public header:
-// the symbol-visibility macro and the library version. Depends on nothing.
+// the symbol-visibility macro and the library version. Depends only on the
+// generated memlimits/version.hpp (MEMLIMITS_VERSION_MAJOR, _MINOR, _PATCH
+// and the string MEMLIMITS_VERSION, from the project() version in CMake).
 #pragma once
 
-#define MEMLIMITS_VERSION_MAJOR 0
-#define MEMLIMITS_VERSION_MINOR 1
-#define MEMLIMITS_VERSION_PATCH 0
+#include "memlimits/version.hpp"
 
 // The library is built with hidden visibility; the public API is exported
 // explicitly so that a shared build (and the preload library) exposes only it.

@@ -8,7 +8,8 @@
 # Inputs: MODE, SOURCE_DIR (memlimits' sources), BINARY_DIR (its build tree),
 # WORK_DIR (emptied first), GENERATOR, CXX_COMPILER, BUILD_TYPE (may be empty),
 # CXX_FLAGS (the parent's flags, with -fsanitize= when it uses a sanitizer),
-# SANITIZER (MEMLIMITS_SANITIZER), and optionally MAKE_PROGRAM, PARALLEL.
+# SANITIZER (MEMLIMITS_SANITIZER), and optionally MAKE_PROGRAM, PARALLEL and
+# VERSION (the version the consumer must find in the package and the headers).
 cmake_minimum_required(VERSION 3.25)
 
 foreach(var MODE SOURCE_DIR BINARY_DIR WORK_DIR GENERATOR CXX_COMPILER)
@@ -49,12 +50,19 @@ set(configure_args -G "${GENERATOR}" "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}"
 if(MAKE_PROGRAM)
   list(APPEND configure_args "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}")
 endif()
+if(VERSION)
+  list(APPEND configure_args "-DMEMLIMITS_EXPECTED_VERSION=${VERSION}")
+endif()
 
 set(build_dir "${WORK_DIR}/build")
 if(MODE STREQUAL "find_package")
   set(prefix "${WORK_DIR}/prefix")
   run("install ${BINARY_DIR} into ${prefix}"
       "${CMAKE_COMMAND}" --install "${BINARY_DIR}" --prefix "${prefix}" ${config_args})
+  # The license text is installed with the package (cmake/MemlimitsInstall.cmake).
+  if(NOT EXISTS "${prefix}/share/doc/memlimits/LICENSE")
+    message(FATAL_ERROR "[${MODE}] the install has no share/doc/memlimits/LICENSE")
+  endif()
   run("configure the find_package consumer"
       "${CMAKE_COMMAND}" -S "${SOURCE_DIR}/tests/package/find_package" -B "${build_dir}"
       ${configure_args} "-DCMAKE_PREFIX_PATH=${prefix}"

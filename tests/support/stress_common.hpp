@@ -21,8 +21,8 @@ constexpr std::size_t scaled(std::size_t plain, std::size_t instrumented) {
 }
 
 // std::terminate ends the test process with a message that says so: an
-// interruption must never get there (DESIGN.md, "Rules that follow from
-// C++"). Writes without allocating: terminate may be called out of memory.
+// interruption must never get there (docs/design.md, "Rules of
+// interruption"). Writes without allocating: terminate may be called out of memory.
 [[noreturn]] inline void terminate_handler_for_tests() {
   static constexpr char message[] =
       "memlimits stress test: std::terminate called (an exception escaped a noexcept "

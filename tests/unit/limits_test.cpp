@@ -711,7 +711,7 @@ TEST_F(LimitInterruption, ASmallBlockThatWouldFitStillRaisesAfterTheTrip) {
 }
 
 TEST_F(LimitInterruption, PollChargesTheTaskNothing) {
-  // Building the interruption must not re-enter the limit check (DESIGN.md):
+  // Building the interruption must not re-enter the limit check (docs/design.md):
   // poll()'s exception object is not the task's allocation, whatever the
   // malloc policy.
   for (const auto policy : {memlimits::malloc_policy::count, memlimits::malloc_policy::fail}) {
@@ -2207,7 +2207,7 @@ TEST_F(LimitToken, TheFirstAllocationAfterIsSetIsObservedRaises) {
 }
 
 TEST_F(LimitToken, PollAndIsInterruptedSeeATokenSetWhileTheTaskDoesNotAllocate) {
-  // limit_with_token trips when t.set() is called (API.md): a task that
+  // limit_with_token trips when t.set() is called (docs/api.md): a task that
   // does not allocate and polls for cancellation must see it.
   memlimits::token t;
   std::atomic<int> phase{0};

@@ -1,10 +1,13 @@
 // A consumer of memlimits as a user builds one: it links memlimits::memlimits
 // and memlimits::hooks, profiles at rate 1 and checks that one `new char[1000]`
 // reached its tracker with every word sampled (125 = 1000 / 8) and that its
-// `delete[]` was reported. Exits non-zero, saying why, otherwise.
-// Shared by the find_package and add_subdirectory consumers.
+// `delete[]` was reported; and, when built with MEMLIMITS_EXPECTED_VERSION,
+// that the headers' version macros say that version. Exits non-zero, saying
+// why, otherwise. Shared by the find_package and add_subdirectory consumers.
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <string>
 
 #include "memlimits/memlimits.hpp"
 
@@ -48,9 +51,28 @@ int fail(const char* what) {
   return 1;
 }
 
+// MEMLIMITS_VERSION and the numbers agree, and say `expected` if given.
+int check_version(const char* expected) {
+  const std::string joined = std::to_string(MEMLIMITS_VERSION_MAJOR) + "." +
+                             std::to_string(MEMLIMITS_VERSION_MINOR) + "." +
+                             std::to_string(MEMLIMITS_VERSION_PATCH);
+  if (joined != MEMLIMITS_VERSION) return fail("MEMLIMITS_VERSION disagrees with its numbers");
+  if (expected != nullptr && std::strcmp(MEMLIMITS_VERSION, expected) != 0) {
+    std::fprintf(stderr, "memlimits package test: headers say %s, expected %s\n", MEMLIMITS_VERSION,
+                 expected);
+    return fail("the version macros are not the project's version");
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main() {
+#if defined(MEMLIMITS_EXPECTED_VERSION)
+  if (check_version(MEMLIMITS_EXPECTED_VERSION) != 0) return 1;
+#else
+  if (check_version(nullptr) != 0) return 1;
+#endif
   counting_tracker tracker;
   char* block = nullptr;
   {
@@ -60,11 +82,9 @@ int main() {
     delete[] block;
     profile.stop();
   }
-  std::printf(
-      "memlimits %d.%d.%d: %d blocks sampled; new char[1000] seen %d, n_samples %llu, freed %d\n",
-      MEMLIMITS_VERSION_MAJOR, MEMLIMITS_VERSION_MINOR, MEMLIMITS_VERSION_PATCH,
-      tracker.allocations, tracker.seen, static_cast<unsigned long long>(tracker.n_samples),
-      tracker.freed);
+  std::printf("memlimits %s: %d blocks sampled; new char[1000] seen %d, n_samples %llu, freed %d\n",
+              MEMLIMITS_VERSION, tracker.allocations, tracker.seen,
+              static_cast<unsigned long long>(tracker.n_samples), tracker.freed);
   if (tracker.seen != 1) return fail("the tracker did not see the new char[1000] exactly once");
   if (tracker.address != block) return fail("the tracker saw another address");
   if (tracker.n_samples != 125) return fail("n_samples != 125 at rate 1");
