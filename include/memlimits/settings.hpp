@@ -4,6 +4,7 @@
 #pragma once
 
 #include "memlimits/config.hpp"
+#include "memlimits/sampling_rate.hpp"
 
 namespace memlimits {
 
@@ -11,7 +12,7 @@ enum class memory_source { heap, rss, cgroup };  // what "global memory" measure
 enum class malloc_policy { count, fail };        // malloc in an interrupted task
 
 struct settings {
-  double sampling_rate = 1e-4;                   // samples per 8-byte word, in (0, 1]
+  double sampling_rate = default_sampling_rate;  // samples per 8-byte word, in (0, 1]
   memory_source global_source = memory_source::heap;
   malloc_policy on_malloc = malloc_policy::count;
   bool sampled_allocation_limits = false;        // true: memprof-limits' statistical limits

@@ -4,7 +4,7 @@
 // A switch, from the context that leaves (L) to the target (T):
 //  1. L describes itself in this thread's hand-off (its task, its stack's
 //     fiber if any, where AddressSanitizer saved its fake stack, its
-//     ThreadSanitizer context), makes T's task current (limits/task.cpp:
+//     ThreadSanitizer context), makes T's task current (limits/task_state.cpp:
 //     switch_task) and announces the switch to the sanitizers;
 //  2. it jumps (Boost.Context's jump_fcontext, or ontop_fcontext to run a
 //     function on top of T first);

@@ -144,7 +144,7 @@ std::uint64_t task_position(const task_state& t) noexcept;
 void retain(context* c) noexcept;
 void release(context* c) noexcept;
 
-// Entry and exit of the calling task's innermost context (limits/task.cpp).
+// Entry and exit of the calling task's innermost context (limits/task_state.cpp).
 context* push_context(task_state& t, context* c) noexcept;
 void pop_context(task_state& t, context* c) noexcept;
 

@@ -314,6 +314,18 @@ case(thread_state_in_bench)
 put(thread_state_in_bench bench/bench_alloc.cpp "// reads\n// this_thread_state().countdown_\n")
 expect_fail(thread_state_in_bench 1 "bench/bench_alloc.cpp:2: names this_thread_state, private to src/core/")
 
+# Generated public headers: one made by CMake from cmake/<name>.in exists.
+
+case(generated_public_header)
+put(generated_public_header cmake/version.hpp.in "#pragma once\n#define V @PROJECT_VERSION@\n")
+edit(generated_public_header include/memlimits/config.hpp "#pragma once\n" "#pragma once\n#include \"memlimits/version.hpp\"\n")
+edit(generated_public_header src/README.md "| `memlimits/config.hpp` |" "| `memlimits/config.hpp`, `memlimits/version.hpp` |")
+expect_pass(generated_public_header "layers: ok: 3 layers, 12 files in src/ and 4 public headers (21 includes)")
+
+case(generated_public_header_without_template)
+edit(generated_public_header_without_template include/memlimits/config.hpp "#pragma once\n" "#pragma once\n#include \"memlimits/version.hpp\"\n")
+expect_fail(generated_public_header_without_template 1 "include/memlimits/config.hpp:2: #include \"memlimits/version.hpp\": include/memlimits/version.hpp does not exist")
+
 # ---------------------------------------------------------------------------
 
 get_property(failures GLOBAL PROPERTY selftest_failures)
