@@ -20,9 +20,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "memlimits/sampling_rate.hpp"
+
 namespace memlimits::stats {
 
-inline constexpr double default_rate = 1e-4;
+inline constexpr double default_rate = memlimits::default_sampling_rate;
 inline constexpr std::uint64_t word_bytes = 8;
 // Largest count of words (or samples) the functions accept or return: every
 // integer up to here is a double, so that stepping by one word is exact.

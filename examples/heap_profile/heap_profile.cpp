@@ -59,8 +59,8 @@ __attribute__((noinline)) std::size_t transient_work(int rounds) {
 
 int main(int argc, char** argv) {
   const std::string path = argc > 1 ? argv[1] : "heap.folded";
-  constexpr double rate = 1e-4;  // one sample per ~78 KiB allocated
-  memlimits::memprof::heap_profile profile(rate, 32);
+  // One sample per ~78 KiB allocated.
+  memlimits::memprof::heap_profile profile(memlimits::default_sampling_rate, 32);
 
   auto image = decode_image(32 << 20);
   auto index = build_name_index(100000);
@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   profile.stop();  // what is live now stays in the profile
   profile.write_folded(path);
   std::printf("memlimits heap_profile example: rate %g, %zu names, %zu log lines, checksum %zu\n",
-              rate, index.size(), log.size(), checksum);
+              memlimits::default_sampling_rate, index.size(), log.size(), checksum);
   std::printf("wrote %zu stacks to %s: flamegraph.pl --countname bytes %s > heap.svg\n\n",
               profile.snapshot().size(), path.c_str(), path.c_str());
   profile.write_top(stdout, 5);
