@@ -1,7 +1,7 @@
 // worker_pool — memlimits' main demo: a server's thread pool runs a mix of
 // well-behaved and runaway jobs, each under a limit guard (allocations,
-// live memory, the process-wide memory limit, a cancellation token that a
-// watchdog sets at the job's deadline). Runaway jobs are stopped at an
+// live memory, the process-wide memory limit, a cancellation token with the
+// job's deadline). Runaway jobs are stopped at an
 // allocation by memlimits::limit_reached, their guard returns an error,
 // their memory is given back, and the pool goes on serving. Prints a row per
 // job as it finishes, then a summary; the exit code is 0 exactly when every
@@ -61,7 +61,7 @@ struct job_spec {
   std::string work;                      // what it does, in a few words
   memlimits::limit_kind guard{};         // the guard it runs under
   std::uint64_t limit = 0;               // bytes: allocations and memory guards
-  std::chrono::milliseconds deadline{};  // token guard: when the watchdog cancels it
+  std::chrono::milliseconds deadline{};  // token guard: when its token is set
   std::string unit;                      // what its progress counts, e.g. "rows held"
   std::function<answer(demo::progress&)> run;
   // A good job must return an answer with this checksum. A runaway job (no
@@ -95,7 +95,7 @@ struct finished {
 
 // Runs j's work under j's guard. The guard turns the job's interruption
 // into an error value; the usage comes with either outcome.
-memlimits::result<answer> run_guarded(job& j, demo::watchdog& dog) {
+memlimits::result<answer> run_guarded(job& j) {
   auto task = [&j] { return j.spec.run(j.seen); };
   switch (j.spec.guard) {
     case memlimits::limit_kind::allocations:
@@ -105,8 +105,8 @@ memlimits::result<answer> run_guarded(job& j, demo::watchdog& dog) {
     case memlimits::limit_kind::global_memory:
       return memlimits::limit_global_memory(task);
     case memlimits::limit_kind::token: {
-      memlimits::token cancel;  // set by the watchdog at the deadline
-      const demo::watchdog::armed alarm = dog.arm(cancel, clock_type::now() + j.spec.deadline);
+      memlimits::token cancel;  // set by memlimits' timer thread at the deadline
+      cancel.set_after(j.spec.deadline);
       return memlimits::limit_with_token(cancel, task);
     }
   }
@@ -338,13 +338,13 @@ class outcome_board {
 };
 
 // What a worker runs for each job.
-void serve(job& j, demo::watchdog& dog, outcome_board& board) {
+void serve(job& j, outcome_board& board) {
   board.started(j);
   finished f;
   f.which = &j;
   const auto start = clock_type::now();
   try {
-    memlimits::result<answer> r = run_guarded(j, dog);
+    memlimits::result<answer> r = run_guarded(j);
     f.used = r.usage();
     if (r) {
       f.out = std::move(*r);
@@ -497,8 +497,8 @@ void print_progress(const terminal& term, outcome_board& board, std::size_t done
 
 // Submits the jobs, prints each as it finishes, and returns how they ended.
 std::vector<finished> run_phase(const std::vector<job*>& jobs, demo::thread_pool& pool,
-                                demo::watchdog& dog, outcome_board& board, const terminal& term) {
-  for (job* j : jobs) pool.submit([j, &dog, &board] { serve(*j, dog, board); });
+                                outcome_board& board, const terminal& term) {
+  for (job* j : jobs) pool.submit([j, &board] { serve(*j, board); });
   std::vector<finished> all;
   while (all.size() < jobs.size()) {
     for (finished& f : board.wait(100ms)) {
@@ -580,7 +580,6 @@ int main(int argc, char** argv) {
       term.bold(), term.reset(), phase1.size() + phase2.size(), workers);
   std::vector<finished> outcomes;
   outcome_board board;
-  demo::watchdog dog;
   demo::thread_pool pool(workers);  // destroyed first: its jobs use the others
 
   std::printf(
@@ -589,7 +588,7 @@ int main(int argc, char** argv) {
   print_header(term);
   std::vector<job*> all_at_once;
   for (job& j : phase1) all_at_once.push_back(&j);
-  for (finished& f : run_phase(all_at_once, pool, dog, board, term)) {
+  for (finished& f : run_phase(all_at_once, pool, board, term)) {
     outcomes.push_back(std::move(f));
   }
 
@@ -606,7 +605,7 @@ int main(int argc, char** argv) {
               bytes(static_cast<double>(heap_now + 64_MiB)).c_str());
   print_header(term);
   for (job& j : phase2) {
-    for (finished& f : run_phase({&j}, pool, dog, board, term)) outcomes.push_back(std::move(f));
+    for (finished& f : run_phase({&j}, pool, board, term)) outcomes.push_back(std::move(f));
   }
   memlimits::set_global_memory_limit(-1);
 

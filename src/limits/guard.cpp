@@ -17,6 +17,7 @@
 #include "limits/engine.hpp"
 #include "limits/registry.hpp"
 #include "limits/task_state.hpp"
+#include "limits/timer.hpp"
 #include "limits/token_state.hpp"
 #include "memlimits/limits.hpp"
 #include "platform/system_allocator.hpp"
@@ -112,6 +113,7 @@ guard_scope::guard_scope(limit_kind kind, std::uint64_t limit, const token* t,
   c->token = nullptr;
   c->watch = nullptr;
   if (kind == limit_kind::token) {
+    resume_timer_after_fork();  // the token's deadline, in a child after fork()
     c->token = retain_token_state(t->state_);
     c->watch = watch_token(*c->token);
     // After watching: a set() from now on raises this thread's alarm.

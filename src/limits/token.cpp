@@ -1,8 +1,10 @@
-// limits/token.cpp — memlimits::token and the watches of limits/token_state.hpp.
+// limits/token.cpp — memlimits::token (its deadlines: limits/timer.cpp) and
+// the watches of limits/token_state.hpp.
 // Layer 5.
 #include <new>
 
 #include "core/limits_port.hpp"
+#include "limits/timer.hpp"
 #include "limits/token_state.hpp"
 #include "memlimits/limits.hpp"
 #include "platform/platform.hpp"
@@ -71,6 +73,29 @@ void wait_for_token_setters() noexcept {
 
 void reset_token_setters_after_fork() noexcept { setters.store(0, std::memory_order_relaxed); }
 
+namespace {
+// Raises the alarm of every thread whose task watches the token.
+void raise_alarms(const token_state& s) noexcept {
+  for (token_watch* w = s.watches.load(std::memory_order_seq_cst); w != nullptr; w = w->next) {
+    if (core::alarm* alarm = w->alarm.load(std::memory_order_seq_cst); alarm != nullptr) {
+      core::raise_alarm(alarm);
+    }
+  }
+}
+}  // namespace
+
+void set_token_state(token_state& s) noexcept {
+  if (s.flag.load(std::memory_order_acquire)) return;  // set once
+  setters.fetch_add(1, std::memory_order_seq_cst);
+  // Alarms before the flag too: a task that sees is_set() already finds
+  // its alarm raised, unless a slow path consumed it in between, which the
+  // second round covers (the slow path reads the flag after the alarm).
+  raise_alarms(s);
+  s.flag.store(true, std::memory_order_seq_cst);
+  raise_alarms(s);
+  setters.fetch_sub(1, std::memory_order_release);
+}
+
 }  // namespace memlimits::detail
 
 namespace memlimits {
@@ -92,29 +117,11 @@ token& token::operator=(const token& other) noexcept {
 
 token::~token() { detail::release_token_state(state_); }
 
-namespace {
-// Raises the alarm of every thread whose task watches the token.
-void raise_alarms(const detail::token_state& s) noexcept {
-  for (detail::token_watch* w = s.watches.load(std::memory_order_seq_cst); w != nullptr;
-       w = w->next) {
-    if (core::alarm* alarm = w->alarm.load(std::memory_order_seq_cst); alarm != nullptr) {
-      core::raise_alarm(alarm);
-    }
-  }
-}
-}  // namespace
+void token::set() const noexcept { detail::set_token_state(*state_); }
 
-void token::set() const noexcept {
-  detail::token_state& s = *state_;
-  if (s.flag.load(std::memory_order_acquire)) return;  // set once
-  detail::setters.fetch_add(1, std::memory_order_seq_cst);
-  // Alarms before the flag too: a task that sees is_set() already finds
-  // its alarm raised, unless a slow path consumed it in between, which the
-  // second round covers (the slow path reads the flag after the alarm).
-  raise_alarms(s);
-  s.flag.store(true, std::memory_order_seq_cst);
-  raise_alarms(s);
-  detail::setters.fetch_sub(1, std::memory_order_release);
+void token::set_at(std::chrono::steady_clock::time_point when) const {
+  if (when <= std::chrono::steady_clock::now()) return set();
+  detail::set_token_at(*state_, when);
 }
 
 bool token::is_set() const noexcept { return state_->flag.load(std::memory_order_acquire); }

@@ -36,6 +36,10 @@ struct token_state {
 token_state* retain_token_state(token_state* s) noexcept;
 void release_token_state(token_state* s) noexcept;
 
+// token::set(): raises the flag and the alarms of the tasks watching it.
+// Any thread; async-signal-safe.
+void set_token_state(token_state& s) noexcept;
+
 // Registers the calling thread's alarm with the token; nullptr without
 // memory (the task then sees the flag only at its slow paths). After it
 // returns, a set() either finds the watch or happened before: the caller

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <unistd.h>
 #include <unwind.h>
@@ -199,6 +200,8 @@ bool thread_stack(std::uintptr_t* low, std::uintptr_t* high) noexcept {
 }
 
 void yield() noexcept { ::sched_yield(); }
+
+void wake_on_time() noexcept { ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); }
 
 std::uint64_t monotonic_ns() noexcept {
   timespec ts{};
