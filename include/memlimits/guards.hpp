@@ -44,25 +44,50 @@ namespace detail {
 
 struct context;
 
-// One active guard of the calling task, from entry to exit.
+// One active context of the calling task, from entry to exit: the guard
+// of one limit.
 class MEMLIMITS_API guard_scope {
  public:
   // Enters a context of the calling task; std::invalid_argument on a bad
-  // limit (naming `parameter`), std::bad_alloc without memory for it.
+  // limit (naming `parameter`), std::bad_alloc without memory for it. The
+  // handler search for its interruption stops at the caller's frame, which
+  // catches (run_guarded).
   guard_scope(limit_kind kind, std::uint64_t limit, const token* t, const char* parameter);
+  // The same for memlimits::guard (`function`, in messages and the log
+  // line), the search stopping at `frame_boundary` (a stack pointer; 0:
+  // nowhere, the search runs to the end of the stack).
+  guard_scope(limit_kind kind, std::uint64_t limit, const token* t, const char* parameter,
+              const char* function, std::uintptr_t frame_boundary);
   ~guard_scope();  // exits the context if finish() was not called
   guard_scope(const guard_scope&) = delete;
   guard_scope& operator=(const guard_scope&) = delete;
 
+  limit_kind kind() const noexcept { return kind_; }
   // Whether this guard's own limit has tripped (as of finish(), after it).
   bool tripped() const noexcept;
-  // Exits the context; returns what the task used. Logs a tripped exit.
+  // What the task used under it so far: the calling task must be its own.
+  memlimits::usage usage() const noexcept;
+  // Exits the context (once only); returns what the task used. Logs a
+  // tripped exit.
   memlimits::usage finish() noexcept;
+  // finish() (once), for run_in_scope: the interruption if the limit
+  // tripped.
+  std::optional<interruption> exit() noexcept {
+    if (!finished_) finish();
+    if (!tripped_at_exit_) return std::nullopt;
+    return interruption(kind_, nullptr);
+  }
 
  private:
+  void enter(const token* t, std::uint64_t limit, const char* parameter,
+             std::uintptr_t frame_boundary);
+
   context* context_;
+  limit_kind kind_;
+  const char* function_;  // null: the limit_* function of kind_
   bool finished_ = false;
   bool tripped_at_exit_ = false;
+  memlimits::usage used_{};
 };
 
 // Whether the exception in flight (called inside a handler) unwinds a
@@ -75,23 +100,25 @@ MEMLIMITS_API bool stack_unwind_in_flight() noexcept;
 template <class F>
 using guarded_result = result<std::invoke_result_t<F&>>;
 
+// Runs task() in a guard entered already (guard_scope, memlimits::guard:
+// tripped(), exit() -> std::optional<interruption>, usage() after exit)
+// and makes its result.
+//
 // no_sanitize("undefined"): GCC 12's UBSan reports the binding of the
 // caught abi::__forced_unwind reference as a null reference, and aborts
 // ("null" alone is not honoured once inlined at -O2). The task's own code,
 // even inlined here, keeps its checks: UBSan instruments each function
 // before inlining.
-template <class F>
+template <class Scope, class F>
 #if defined(__GNUC__)
 __attribute__((no_sanitize("undefined")))
 #endif
-guarded_result<F> run_guarded(limit_kind kind, std::uint64_t limit, const token* t,
-                              const char* parameter, F& task) {
+guarded_result<F> run_in_scope(Scope& guard, F& task) {
   using R = std::invoke_result_t<F&>;
   static_assert(!std::is_rvalue_reference_v<R>, "a guarded task may not return an rvalue reference");
-  guard_scope guard(kind, limit, t, parameter);
   if (guard.tripped()) {  // a token set before entry: the task does not run
-    const memlimits::usage used = guard.finish();
-    return guarded_result<F>(interruption(kind, nullptr), used);
+    std::optional<interruption> error = guard.exit();
+    return guarded_result<F>(std::move(*error), guard.usage());
   }
   using stored = std::conditional_t<std::is_void_v<R>, bool,
                                     std::conditional_t<std::is_lvalue_reference_v<R>,
@@ -119,8 +146,9 @@ guarded_result<F> run_guarded(limit_kind kind, std::uint64_t limit, const token*
     if (!guard.tripped() || stack_unwind_in_flight()) throw;
     escaped = std::current_exception();
   }
-  const memlimits::usage used = guard.finish();
-  if (guard.tripped()) return guarded_result<F>(interruption(kind, std::move(escaped)), used);
+  const std::optional<interruption> error = guard.exit();
+  const memlimits::usage used = guard.usage();
+  if (error.has_value()) return guarded_result<F>(interruption(error->kind(), std::move(escaped)), used);
   if constexpr (std::is_void_v<R>) {
     return guarded_result<F>(std::in_place, used);
   } else if constexpr (std::is_lvalue_reference_v<R>) {
@@ -128,6 +156,14 @@ guarded_result<F> run_guarded(limit_kind kind, std::uint64_t limit, const token*
   } else {
     return guarded_result<F>(std::in_place, used, std::move(*value));
   }
+}
+
+// Runs task() under one limit.
+template <class F>
+guarded_result<F> run_guarded(limit_kind kind, std::uint64_t limit, const token* t,
+                              const char* parameter, F& task) {
+  guard_scope guard(kind, limit, t, parameter);
+  return run_in_scope(guard, task);
 }
 
 }  // namespace detail

@@ -12,6 +12,8 @@
 //   guards.hpp      limit_allocations, limit_memory, limit_global_memory,
 //                   limit_with_token; the global memory limit. How a task is
 //                   interrupted is documented there.
+//   guard.hpp       limits (several at once, a deadline), limit(limits, f),
+//                   and guard, which lives in a scope (a coroutine's frame)
 //   token.hpp       token, the flag of limit_with_token
 //   mask.hpp        is_interrupted, poll, mask, is_masked, with_resource
 //   settings.hpp    settings, configure, current_settings
@@ -19,6 +21,7 @@
 //   literals.hpp    the _KiB, _MiB and _GiB size literals
 #pragma once
 
+#include "memlimits/guard.hpp"
 #include "memlimits/guards.hpp"
 #include "memlimits/literals.hpp"
 #include "memlimits/mask.hpp"

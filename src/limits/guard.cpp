@@ -19,6 +19,7 @@
 #include "limits/task_state.hpp"
 #include "limits/timer.hpp"
 #include "limits/token_state.hpp"
+#include "memlimits/guard.hpp"
 #include "memlimits/limits.hpp"
 #include "platform/system_allocator.hpp"
 
@@ -49,7 +50,8 @@ std::shared_ptr<spdlog::logger> logger() {
   }
 }
 
-void log_interrupted(limit_kind kind, std::int64_t limit, const usage& used) noexcept {
+void log_interrupted(const char* name, limit_kind kind, std::int64_t limit,
+                     const usage& used) noexcept {
   // Outside the task's accounting, and never interrupted.
   core::sampling_off off;
   try {
@@ -57,24 +59,24 @@ void log_interrupted(limit_kind kind, std::int64_t limit, const usage& used) noe
     if (!out) return;
     if (kind == limit_kind::allocations || kind == limit_kind::memory) {
       out->info("{} ended interrupted: {} limit {} B reached; allocated {} B, {} samples, live {} B",
-                guard_name(kind), to_string(kind), limit, used.allocated_bytes, used.samples,
+                name, to_string(kind), limit, used.allocated_bytes, used.samples,
                 used.memory_bytes);
     } else if (kind == limit_kind::global_memory) {
       out->info("{} ended interrupted: global memory limit {} B reached; allocated {} B, "
                 "{} samples, live {} B",
-                guard_name(kind), global_memory_limit(), used.allocated_bytes, used.samples,
+                name, global_memory_limit(), used.allocated_bytes, used.samples,
                 used.memory_bytes);
     } else {
       out->info("{} ended interrupted: token set; allocated {} B, {} samples, live {} B",
-                guard_name(kind), used.allocated_bytes, used.samples, used.memory_bytes);
+                name, used.allocated_bytes, used.samples, used.memory_bytes);
     }
   } catch (...) {
     // Diagnostics never change the outcome.
   }
 }
 
-[[noreturn]] void bad_limit(limit_kind kind, const char* parameter, std::uint64_t limit) {
-  throw std::invalid_argument(std::string(guard_name(kind)) + ": " + parameter + " = " +
+[[noreturn]] void bad_limit(const char* function, const char* parameter, std::uint64_t limit) {
+  throw std::invalid_argument(std::string(function) + ": " + parameter + " = " +
                               std::to_string(limit) + " is out of range (at most " +
                               std::to_string(INT64_MAX) +
                               " bytes; a negative value converted to unsigned?)");
@@ -83,13 +85,31 @@ void log_interrupted(limit_kind kind, std::int64_t limit, const usage& used) noe
 }  // namespace
 
 guard_scope::guard_scope(limit_kind kind, std::uint64_t limit, const token* t,
-                         const char* parameter) {
+                         const char* parameter)
+    : kind_(kind), function_(nullptr) {
+  // The stack pointer of the frame that holds the guard (this function's
+  // CFA): the guarded code makes its calls below it, that frame at it
+  // (limits/raise_point.cpp stops the handler search there).
+  enter(t, limit, parameter, reinterpret_cast<std::uintptr_t>(__builtin_dwarf_cfa()));
+}
+
+guard_scope::guard_scope(limit_kind kind, std::uint64_t limit, const token* t,
+                         const char* parameter, const char* function,
+                         std::uintptr_t frame_boundary)
+    : kind_(kind), function_(function) {
+  enter(t, limit, parameter, frame_boundary);
+}
+
+void guard_scope::enter(const token* t, std::uint64_t limit, const char* parameter,
+                        std::uintptr_t frame_boundary) {
+  const limit_kind kind = kind_;
   if ((kind == limit_kind::allocations || kind == limit_kind::memory) &&
       limit > static_cast<std::uint64_t>(INT64_MAX)) {
-    bad_limit(kind, parameter, limit);
+    bad_limit(function_ != nullptr ? function_ : guard_name(kind), parameter, limit);
   }
   if (kind == limit_kind::token && (t == nullptr || t->state_ == nullptr)) {
-    throw std::invalid_argument(std::string(guard_name(kind)) + ": " + parameter + " is null");
+    throw std::invalid_argument(std::string(function_ != nullptr ? function_ : guard_name(kind)) +
+                                ": " + parameter + " is null");
   }
   start_engine();
   task_state& owner = current_task();
@@ -121,10 +141,7 @@ guard_scope::guard_scope(limit_kind kind, std::uint64_t limit, const token* t,
       c->tripped.store(true, std::memory_order_relaxed);
     }
   }
-  // The stack pointer of the frame that holds the guard (this function's
-  // CFA): the guarded code makes its calls below it, that frame at it
-  // (limits/raise_point.cpp stops the handler search there).
-  c->frame_boundary = reinterpret_cast<std::uintptr_t>(__builtin_dwarf_cfa());
+  c->frame_boundary = frame_boundary;
   c->start_position = task_position(owner);
   context_ = push_context(owner, c);
 }
@@ -148,21 +165,131 @@ bool guard_scope::tripped() const noexcept {
   return finished_ ? tripped_at_exit_ : context_->tripped.load(std::memory_order_relaxed);
 }
 
+usage guard_scope::usage() const noexcept {
+  if (finished_) return used_;
+  const context* c = context_;
+  memlimits::usage used;
+  used.allocated_bytes = task_position(current_task()) - c->start_position;
+  used.samples = c->samples.load(std::memory_order_relaxed);
+  used.memory_bytes = c->live_bytes.load(std::memory_order_relaxed);
+  return used;
+}
+
 usage guard_scope::finish() noexcept {
   task_state& owner = current_task();
   context* c = context_;
-  usage used;
-  used.allocated_bytes = task_position(owner) - c->start_position;
-  used.samples = c->samples.load(std::memory_order_relaxed);
-  used.memory_bytes = c->live_bytes.load(std::memory_order_relaxed);
+  const memlimits::usage used = usage();
   c->allocated.store(used.allocated_bytes, std::memory_order_relaxed);
   tripped_at_exit_ = c->tripped.load(std::memory_order_relaxed);
   const limit_kind kind = c->kind;
   const std::int64_t limit = c->limit;
   pop_context(owner, c);  // c may be gone now
   finished_ = true;
-  if (tripped_at_exit_) log_interrupted(kind, limit, used);
+  used_ = used;
+  if (tripped_at_exit_) {
+    log_interrupted(function_ != nullptr ? function_ : guard_name(kind), kind, limit, used);
+  }
   return used;
 }
 
 }  // namespace memlimits::detail
+
+namespace memlimits {
+
+guard::guard(const limits& l) { enter(l, 0); }
+
+guard::guard(const limits& l, detail::catching_frame_t) {
+  // The caller (memlimits::limit) catches in its frame: the search for a
+  // handler may stop there, as for the single-limit guards.
+  enter(l, reinterpret_cast<std::uintptr_t>(__builtin_dwarf_cfa()));
+}
+
+void guard::enter(const limits& l, std::uintptr_t frame_boundary) {
+  // Checked before anything is entered, so that a bad limit changes nothing.
+  if (l.allocations.has_value() && *l.allocations > static_cast<std::uint64_t>(INT64_MAX)) {
+    detail::bad_limit("memlimits::guard", "limits.allocations", *l.allocations);
+  }
+  if (l.memory.has_value() && *l.memory > static_cast<std::uint64_t>(INT64_MAX)) {
+    detail::bad_limit("memlimits::guard", "limits.memory", *l.memory);
+  }
+  if (l.deadline.has_value()) {
+    deadline_.emplace();
+    deadline_->set_after(*l.deadline);  // may throw: nothing entered yet
+  }
+  const bool measure_only = !l.allocations && !l.memory && !l.global_memory && !l.token &&
+                            !l.deadline;
+  try {
+    constexpr const char* name = "memlimits::guard";
+    if (l.global_memory) {
+      scopes_[0].emplace(limit_kind::global_memory, 0, nullptr, "limits.global_memory", name,
+                         frame_boundary);
+    }
+    if (l.token.has_value()) {
+      scopes_[1].emplace(limit_kind::token, 0, &*l.token, "limits.token", name, frame_boundary);
+    }
+    if (deadline_.has_value()) {
+      scopes_[2].emplace(limit_kind::token, 0, &*deadline_, "limits.deadline", name,
+                         frame_boundary);
+    }
+    if (l.memory.has_value()) {
+      scopes_[3].emplace(limit_kind::memory, *l.memory, nullptr, "limits.memory", name,
+                         frame_boundary);
+    }
+    if (l.allocations.has_value() || measure_only) {
+      // Without limits, an allocation limit that cannot trip measures.
+      scopes_[4].emplace(limit_kind::allocations,
+                         l.allocations.value_or(static_cast<std::uint64_t>(INT64_MAX)), nullptr,
+                         "limits.allocations", name, frame_boundary);
+    }
+  } catch (...) {
+    for (int i = max_scopes; i-- > 0;) scopes_[i].reset();  // innermost first
+    throw;
+  }
+}
+
+guard::~guard() { exit(); }
+
+bool guard::tripped() const noexcept {
+  if (exited_) return error_kind_.has_value();
+  for (const auto& scope : scopes_) {
+    if (scope.has_value() && scope->tripped()) return true;
+  }
+  return false;
+}
+
+std::optional<interruption> guard::error() const noexcept {
+  if (exited_) {
+    if (!error_kind_.has_value()) return std::nullopt;
+    return interruption(*error_kind_, nullptr);
+  }
+  for (int i = max_scopes; i-- > 0;) {
+    if (scopes_[i].has_value() && scopes_[i]->tripped()) return interruption(scopes_[i]->kind(), nullptr);
+  }
+  return std::nullopt;
+}
+
+usage guard::usage() const noexcept {
+  if (exited_) return used_;
+  for (int i = max_scopes; i-- > 0;) {
+    if (scopes_[i].has_value()) return scopes_[i]->usage();  // the innermost's counts are the guard's
+  }
+  return {};
+}
+
+std::optional<interruption> guard::exit() noexcept {
+  if (exited_) return error();
+  // Its contexts were entered in a row: each counts the same allocations
+  // and samples, the innermost is read.
+  bool innermost = true;
+  for (int i = max_scopes; i-- > 0;) {
+    if (!scopes_[i].has_value()) continue;
+    const std::optional<interruption> e = scopes_[i]->exit();
+    if (innermost) used_ = scopes_[i]->usage();
+    innermost = false;
+    if (e.has_value() && !error_kind_.has_value()) error_kind_ = e->kind();
+  }
+  exited_ = true;
+  return error();
+}
+
+}  // namespace memlimits
