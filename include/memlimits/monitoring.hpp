@@ -25,6 +25,8 @@ struct task_info {
   bool fiber;                          // a memlimits::fiber, rather than a thread or a
                                        // memlimits::task
   std::vector<context_info> contexts;  // outermost first
+  std::uint64_t id = 0;                // unique while the task lives (never 0)
+  std::uint64_t parent = 0;            // the task it inherited its guards from; 0 if none
 };
 // Every task that has an active guard.
 MEMLIMITS_API std::vector<task_info> tasks();

@@ -13,6 +13,12 @@
 //   ...
 //   { memlimits::task_scope running(job_task); job.coroutine.resume(); }
 //
+// One thread at a time is checked: making a task current while another
+// thread still has it current aborts with a message. A coroutine that
+// suspends itself must therefore be queued for its next resumption only
+// after the resume() that suspended it has returned and its task_scope
+// has ended, not from inside its await_suspend.
+//
 // Guards entered while a task is current belong to it, and must be exited
 // while it is current (they are RAII scopes in the job's own code, so they
 // are). A token set while the task is suspended interrupts it at its next

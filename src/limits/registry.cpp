@@ -3,6 +3,7 @@
 // exit, and the registry's state in a child after fork(). Layer 5.
 #include "limits/registry.hpp"
 
+#include <atomic>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -25,6 +26,7 @@ void fork_parent() { registry_lock.unlock(); }
 void fork_child() {
   registry_lock.reset_after_fork();
   reset_token_setters_after_fork();
+  fork_generation.fetch_add(1, std::memory_order_relaxed);
   // Only the forking thread exists in the child. The other tasks' memory is
   // still mapped: mark them unregistered, so that a fiber's task destroyed
   // in the child does not unlink itself from a list it is no longer in.
@@ -76,6 +78,9 @@ void unregister_task(task_state& t) noexcept {
 
 void register_task(task_state& t) noexcept {
   if (t.registered) return;
+  // Ids are never reused: 2^64 registrations do not happen.
+  static constinit std::atomic<std::uint64_t> last_id{0};
+  if (t.id == 0) t.id = last_id.fetch_add(1, std::memory_order_relaxed) + 1;
   const std::thread::id id = std::this_thread::get_id();
   static_assert(sizeof id <= sizeof t.thread_id);
   std::memcpy(t.thread_id, &id, sizeof id);
@@ -109,7 +114,8 @@ std::vector<task_info> tasks() {
     // A task's thread id changes when it moves: read under its lock.
     core::spinlock_guard guard(t->lock_);
     if (t->depth == 0) continue;
-    task_info info{detail::task_thread(*t), t->kind == detail::task_kind::fiber, {}};  // under t->lock_
+    task_info info{detail::task_thread(*t), t->kind == detail::task_kind::fiber, {}, t->id,
+                   t->parent_id};  // under t->lock_
     info.contexts.resize(t->depth);
     std::size_t i = t->depth;
     for (const detail::context* c = t->innermost; c != nullptr && i > 0; c = c->parent) {

@@ -33,6 +33,8 @@ void update_raise_kind(task_state& t) noexcept {
 
 }  // namespace
 
+constinit std::atomic<std::uint64_t> fork_generation{0};
+
 task_state& own_task() noexcept { return platform::tls_object(thread_task); }
 
 task_state& current_task() noexcept {
@@ -139,6 +141,19 @@ task_state* switch_task(task_state* to) noexcept {
   task_state& next = to != nullptr ? *to : own_task();
   if (&from == &next) return running_task;
   task_state* const previous = running_task;
+  // One thread at a time: a task made current here while another thread
+  // still has it current would count the same bytes twice, or not at all
+  // (a coroutine queued for another thread from inside its own resumption
+  // is the usual way to get there). The mark of a task current at fork()
+  // on a thread that is gone belongs to an older generation.
+  const std::uint64_t mark = fork_generation.load(std::memory_order_relaxed) + 1;
+  if (&from != &own_task()) from.current_mark.store(0, std::memory_order_release);
+  if (&next != &own_task()) {
+    const std::uint64_t was = next.current_mark.exchange(mark, std::memory_order_acq_rel);
+    MEMLIMITS_CHECK(was != mark,
+                    "a memlimits::task made current on a thread while another thread has it "
+                    "current (resume a coroutine's task only after its previous task_scope ended)");
+  }
   core::alarm* const alarm = core::this_thread_alarm();
   const std::uint64_t now = core::stream_position();
   from.suspended_position = now - from.position_base;

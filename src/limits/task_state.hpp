@@ -115,6 +115,14 @@ struct task_state {
   std::uint64_t position_base = 0;
   std::uint64_t suspended_position = 0;  // the task's position while not current
   task_kind kind = task_kind::thread;
+  // tasks()' id, given at the first registration, and the id of the task it
+  // inherited its guards from (0: none).
+  std::uint64_t id = 0;
+  std::uint64_t parent_id = 0;
+  // A memlimits::task or fiber current on some thread: the fork generation
+  // (see switch_task) plus one; 0 or an older generation: current nowhere.
+  // Its accounting assumes one thread at a time, which switch_task checks.
+  std::atomic<std::uint64_t> current_mark{0};
   // The stack the task always runs on: a memlimits::fiber's (set by
   // src/fiber/), the thread's own (found when first needed); none (0, 0)
   // for a memlimits::task, which runs on whichever stack made it current.
@@ -131,6 +139,10 @@ struct task_state {
   task_state* prev = nullptr;
   task_state* next = nullptr;
 };
+
+// Bumped in a child after fork() (limits/registry.cpp): tasks current on
+// other threads at the fork are current nowhere in the child.
+extern constinit std::atomic<std::uint64_t> fork_generation;
 
 // The task that runs on the calling thread now, and the thread's own task.
 task_state& current_task() noexcept;

@@ -180,6 +180,12 @@ TEST(Guard, InsideALambdaGuardItsOwnTripIsItsOwn) {
 // Two threads resuming coroutines from one queue. post() allocates nothing
 // (a ring of fixed capacity), so that a coroutine that suspends itself is
 // charged only for what it allocates.
+//
+// A coroutine that yields is queued again only once its resume() has
+// returned and its task_scope has ended: a memlimits::task is current on
+// one thread at a time. (Queuing it from await_suspend would let the other
+// thread resume it, and make its task current there, while this thread
+// still has it current.)
 class executor {
  public:
   executor() {
@@ -204,13 +210,12 @@ class executor {
   // co_await exec.yield(task): suspends, and is resumed by either thread.
   auto yield(memlimits::task& task) {
     struct awaiter {
-      executor& exec;
       memlimits::task& task;
       bool await_ready() const noexcept { return false; }
-      void await_suspend(std::coroutine_handle<> h) { exec.post(h, &task); }
+      void await_suspend(std::coroutine_handle<> h) noexcept { yielded = {h, &task}; }
       void await_resume() const noexcept {}
     };
-    return awaiter{*this, task};
+    return awaiter{task};
   }
   int resumptions(int thread) const { return resumed_[thread].load(); }
 
@@ -231,11 +236,19 @@ class executor {
         --count_;
       }
       ++resumed_[index];
-      // The coroutine's own task is current while it runs, wherever.
-      memlimits::task_scope running(*next.task);
-      next.handle.resume();
+      {
+        // The coroutine's own task is current while it runs, wherever.
+        memlimits::task_scope running(*next.task);
+        next.handle.resume();
+      }
+      if (yielded.handle) {
+        post(yielded.handle, yielded.task);
+        yielded = {};
+      }
     }
   }
+  // The coroutine that has just suspended itself on this thread.
+  static thread_local inline item yielded{};
   static constexpr std::size_t capacity = 64;
   std::mutex mutex_;
   std::condition_variable ready_;

@@ -2402,6 +2402,53 @@ TEST_F(LimitArguments, GuardsRejectLimitsAboveInt64Max) {
 
 using LimitTasks = limits_fixture;
 
+TEST_F(LimitTasks, EachTaskHasADistinctStableIdAndNoParent) {
+  // Three threads and a memlimits::task, each in a guard at once.
+  std::atomic<int> entered{0};
+  std::atomic<bool> release{false};
+  std::vector<std::thread> workers;
+  for (int i = 0; i < 3; ++i) {
+    workers.emplace_back([&] {
+      (void)memlimits::limit_memory(1_GiB, [&] {
+        entered.fetch_add(1, std::memory_order_release);
+        memlimits::testing::await([&] { return release.load(std::memory_order_acquire); },
+                                  "the test to read tasks()");
+      });
+    });
+  }
+  memlimits::task own;
+  std::vector<memlimits::task_info> first;
+  std::vector<memlimits::task_info> second;
+  {
+    memlimits::task_scope running(own);
+    (void)memlimits::limit_allocations(1_MiB, [&] {
+      memlimits::testing::await([&] { return entered.load(std::memory_order_acquire) == 3; },
+                                "the workers to enter their guards");
+      first = memlimits::tasks();
+      second = memlimits::tasks();
+    });
+  }
+  release.store(true, std::memory_order_release);
+  for (auto& w : workers) w.join();
+
+  ASSERT_EQ(first.size(), 4u);
+  std::vector<std::uint64_t> ids;
+  for (const auto& t : first) {
+    EXPECT_NE(t.id, 0u);
+    EXPECT_EQ(t.parent, 0u) << "no task inherits its guards here";
+    ids.push_back(t.id);
+  }
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(std::unique(ids.begin(), ids.end()), ids.end()) << "ids repeat";
+  ASSERT_EQ(second.size(), first.size());
+  for (const auto& t : first) {
+    const auto same = std::find_if(second.begin(), second.end(),
+                                   [&](const auto& u) { return u.id == t.id; });
+    ASSERT_NE(same, second.end()) << "id " << t.id << " changed between two calls";
+    EXPECT_EQ(same->thread, t.thread);
+  }
+}
+
 TEST_F(LimitTasks, AnotherThreadSeesTheNestedContextsOfARunningTask) {
   constexpr std::int64_t global_limit = std::int64_t{1} << 40;
   memlimits::set_global_memory_limit(global_limit);

@@ -94,6 +94,27 @@ TEST(TaskScope, ScopesNest) {
   EXPECT_EQ(r.usage().allocated_bytes, 0u);  // everything ran in a or b
 }
 
+// A task is current on one thread at a time; two at once would count its
+// bytes wrongly, so it aborts with a message (as a coroutine queued for
+// another thread from inside its own resumption would do).
+void make_one_task_current_on_two_threads() {
+  memlimits::task shared;
+  memlimits::task_scope here(shared);
+  std::thread([&] { memlimits::task_scope there(shared); }).join();
+}
+
+TEST(TaskScopeDeathTest, ATaskCurrentOnTwoThreadsAtOnceAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(make_one_task_current_on_two_threads(), "check failed.*current on a thread while another");
+}
+
+TEST(TaskScope, ATaskMayMoveToAnotherThreadOnceItsScopeEnded) {
+  memlimits::task moving;
+  { memlimits::task_scope here(moving); }
+  std::thread([&] { memlimits::task_scope there(moving); }).join();
+  { memlimits::task_scope here_again(moving); }
+}
+
 TEST(TaskScope, AnExactLimitHoldsAcrossSwitches) {
   // The task's guard is entered once; its allocations are spread over many
   // scopes, between which the thread's own task allocates a lot. Exactly
