@@ -59,14 +59,6 @@ struct limits {
   std::optional<std::chrono::steady_clock::duration> deadline = std::nullopt;
 };
 
-namespace detail {
-// The tag of guard's constructor for memlimits::limit: the guard catches
-// what its task lets escape, in the frame that entered it.
-inline constexpr struct catching_frame_t {
-  explicit catching_frame_t() = default;
-} catching_frame{};
-}  // namespace detail
-
 class MEMLIMITS_API guard {
  public:
   // Enters the guard in the calling task. std::invalid_argument for a limit
@@ -74,10 +66,6 @@ class MEMLIMITS_API guard {
   // std::bad_alloc without memory, std::system_error when a deadline's
   // timer thread cannot start.
   explicit guard(const limits& l);
-  // The same, for a caller that catches in the frame that entered it
-  // (memlimits::limit): an interruption may be raised wherever the
-  // search for a handler reaches that frame.
-  guard(const limits& l, detail::catching_frame_t);
   ~guard();  // exit()
   guard(const guard&) = delete;
   guard& operator=(const guard&) = delete;
@@ -96,8 +84,13 @@ class MEMLIMITS_API guard {
   // while the guard's task is current.
   std::optional<interruption> exit() noexcept;
 
+  // For memlimits::limit (detail::run_in_scope): the frame whose stack
+  // pointer is `frame` catches for this guard, so an interruption may be
+  // raised wherever the search for a handler reaches it. (A guard held in
+  // a scope has no such frame: the search goes to the end of the stack.)
+  void set_frame_boundary(detail::catching_frame_t, std::uintptr_t frame) noexcept;
+
  private:
-  void enter(const limits& l, std::uintptr_t frame_boundary);
 
   // Outermost first: global memory, token, deadline, memory, allocations.
   static constexpr int max_scopes = 5;
@@ -112,7 +105,7 @@ class MEMLIMITS_API guard {
 // limit trips (its kind in the error), the usage with either outcome.
 template <class F>
 auto limit(const limits& l, F&& task) -> result<std::invoke_result_t<F&>> {
-  guard g(l, detail::catching_frame);
+  guard g(l);
   return detail::run_in_scope(g, task);
 }
 

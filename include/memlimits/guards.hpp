@@ -44,6 +44,16 @@ namespace detail {
 
 struct context;
 
+// The tag of the guards' set_frame_boundary, for run_in_scope only.
+inline constexpr struct catching_frame_t {
+  explicit catching_frame_t() = default;
+} catching_frame{};
+
+// The stack pointer of the calling frame at this call (the callee's CFA):
+// for a frame that makes no dynamic allocation on its stack, the same at
+// all its calls.
+MEMLIMITS_API std::uintptr_t caller_stack_pointer() noexcept;
+
 // One active context of the calling task, from entry to exit: the guard
 // of one limit.
 class MEMLIMITS_API guard_scope {
@@ -63,6 +73,9 @@ class MEMLIMITS_API guard_scope {
   guard_scope& operator=(const guard_scope&) = delete;
 
   limit_kind kind() const noexcept { return kind_; }
+  // The handler search for its interruption stops at `frame` (the stack
+  // pointer of the frame that catches for the guard; run_in_scope).
+  void set_frame_boundary(catching_frame_t, std::uintptr_t frame) noexcept;
   // Whether this guard's own limit has tripped (as of finish(), after it).
   bool tripped() const noexcept;
   // What the task used under it so far: the calling task must be its own.
@@ -101,8 +114,11 @@ template <class F>
 using guarded_result = result<std::invoke_result_t<F&>>;
 
 // Runs task() in a guard entered already (guard_scope, memlimits::guard:
-// tripped(), exit() -> std::optional<interruption>, usage() after exit)
-// and makes its result.
+// set_frame_boundary, tripped(), exit() -> std::optional<interruption>,
+// usage() after exit) and makes its result. This frame catches what the
+// task lets escape: the guard's handler search trusts the handlers of the
+// frames at or above its stack pointer (this frame, or the one it is
+// inlined into, and its callers), as the guard's own.
 //
 // no_sanitize("undefined"): GCC 12's UBSan reports the binding of the
 // caught abi::__forced_unwind reference as a null reference, and aborts
@@ -116,6 +132,7 @@ __attribute__((no_sanitize("undefined")))
 guarded_result<F> run_in_scope(Scope& guard, F& task) {
   using R = std::invoke_result_t<F&>;
   static_assert(!std::is_rvalue_reference_v<R>, "a guarded task may not return an rvalue reference");
+  guard.set_frame_boundary(catching_frame, caller_stack_pointer());
   if (guard.tripped()) {  // a token set before entry: the task does not run
     std::optional<interruption> error = guard.exit();
     return guarded_result<F>(std::move(*error), guard.usage());

@@ -161,6 +161,15 @@ guard_scope::~guard_scope() {
   if (!finished_) finish();
 }
 
+// Out of line, so that its CFA is its caller's stack pointer at the call.
+__attribute__((noinline)) std::uintptr_t caller_stack_pointer() noexcept {
+  return reinterpret_cast<std::uintptr_t>(__builtin_dwarf_cfa());
+}
+
+void guard_scope::set_frame_boundary(catching_frame_t, std::uintptr_t frame) noexcept {
+  if (!finished_) context_->frame_boundary = frame;
+}
+
 bool guard_scope::tripped() const noexcept {
   return finished_ ? tripped_at_exit_ : context_->tripped.load(std::memory_order_relaxed);
 }
@@ -196,15 +205,10 @@ usage guard_scope::finish() noexcept {
 
 namespace memlimits {
 
-guard::guard(const limits& l) { enter(l, 0); }
-
-guard::guard(const limits& l, detail::catching_frame_t) {
-  // The caller (memlimits::limit) catches in its frame: the search for a
-  // handler may stop there, as for the single-limit guards.
-  enter(l, reinterpret_cast<std::uintptr_t>(__builtin_dwarf_cfa()));
-}
-
-void guard::enter(const limits& l, std::uintptr_t frame_boundary) {
+guard::guard(const limits& l) {
+  // No frame catches for a guard held in a scope: its handler searches go
+  // to the end of the stack (run_in_scope sets one for memlimits::limit).
+  constexpr std::uintptr_t frame_boundary = 0;
   // Checked before anything is entered, so that a bad limit changes nothing.
   if (l.allocations.has_value() && *l.allocations > static_cast<std::uint64_t>(INT64_MAX)) {
     detail::bad_limit("memlimits::guard", "limits.allocations", *l.allocations);
@@ -248,6 +252,12 @@ void guard::enter(const limits& l, std::uintptr_t frame_boundary) {
 }
 
 guard::~guard() { exit(); }
+
+void guard::set_frame_boundary(detail::catching_frame_t tag, std::uintptr_t frame) noexcept {
+  for (auto& scope : scopes_) {
+    if (scope.has_value()) scope->set_frame_boundary(tag, frame);
+  }
+}
 
 bool guard::tripped() const noexcept {
   if (exited_) return error_kind_.has_value();
