@@ -306,9 +306,11 @@ job guarded_steps(executor& exec, memlimits::task& task, memlimits::limits l, in
 }
 
 TEST(GuardCoroutine, AnExactLimitHoldsAcross100CoAwaitsOnTwoThreads) {
-  executor exec;
+  // The executor is destroyed first: its threads are joined before the
+  // task they may still be leaving (task_scope's end) is destroyed.
   memlimits::task task;
   outcome out;
+  executor exec;
   // 10 blocks per step: the limit trips during step 60.
   job j = guarded_steps(exec, task, {.allocations = 64 * 10 * 60 + 64 * 5}, 10, out,
                         [](int) {});
@@ -324,9 +326,9 @@ TEST(GuardCoroutine, AnExactLimitHoldsAcross100CoAwaitsOnTwoThreads) {
 }
 
 TEST(GuardCoroutine, AGuardThatNeverTripsSeesAll100Steps) {
-  executor exec;
   memlimits::task task;
   outcome out;
+  executor exec;  // destroyed first: see above
   job j = guarded_steps(exec, task, {.allocations = 1 << 30, .memory = 1 << 30}, 10, out,
                         [](int) {});
   exec.post(j.handle, &task);
@@ -339,10 +341,10 @@ TEST(GuardCoroutine, AGuardThatNeverTripsSeesAll100Steps) {
 }
 
 TEST(GuardCoroutine, ATokenSetByAnotherThreadStopsItAtItsNextAllocation) {
-  executor exec;
   memlimits::task task;
   memlimits::token stop;
   outcome out;
+  executor exec;  // destroyed first: see above
   std::atomic<int> reached{-1};
   job j = guarded_steps(exec, task, {.allocations = 1 << 30, .token = stop}, 10, out,
                         [&](int step) {
@@ -367,9 +369,9 @@ TEST(GuardCoroutine, ATokenSetByAnotherThreadStopsItAtItsNextAllocation) {
 }
 
 TEST(GuardCoroutine, ADeadlineStopsASlowCoroutine) {
-  executor exec;
   memlimits::task task;
   outcome out;
+  executor exec;  // destroyed first: see above
   const auto start = std::chrono::steady_clock::now();
   // 100 steps of at least 2 ms each cannot end before the 30 ms deadline.
   job j = guarded_steps(exec, task, {.allocations = 1 << 30, .deadline = 30ms}, 10, out,
@@ -386,9 +388,9 @@ TEST(GuardCoroutine, ADeadlineStopsASlowCoroutine) {
 
 TEST(GuardCoroutine, ManyCoroutinesEachUnderItsOwnGuard) {
   // 8 coroutines on the two threads, every second one a runaway.
-  executor exec;
   std::vector<memlimits::task> tasks(8);
   std::vector<outcome> outs(8);
+  executor exec;  // destroyed first: see above
   std::vector<job> jobs;
   for (int i = 0; i < 8; ++i) {
     const bool runaway = i % 2 == 1;
