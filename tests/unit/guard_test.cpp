@@ -29,13 +29,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using memlimits::limit_kind;
-using memlimits::testing::delete_block;
+using memlimits::testing::churn;
 using memlimits::testing::eventually;
-using memlimits::testing::new_block;
-
-void churn(int blocks, std::size_t bytes) {
-  for (int i = 0; i < blocks; ++i) delete_block(new_block(bytes), bytes);
-}
 
 // ---- memlimits::limit: several limits, one result ----
 
