@@ -91,7 +91,6 @@ class MEMLIMITS_API guard {
   void set_frame_boundary(detail::catching_frame_t, std::uintptr_t frame) noexcept;
 
  private:
-
   // Outermost first: global memory, token, deadline, memory, allocations.
   static constexpr int max_scopes = 5;
   std::optional<detail::guard_scope> scopes_[max_scopes];
