@@ -152,27 +152,24 @@ timer& the_timer() {
 }
 void stop_at_exit() noexcept { the_timer().stop(); }
 
-// The handlers run only once the_timer() exists: it registers them.
+// Registered by set_token_at once the_timer() exists: that the handlers are
+// registered also says that the timer exists.
 void fork_prepare() { the_timer().fork_prepare(); }
 void fork_parent() { the_timer().fork_parent(); }
 void fork_child() { the_timer().fork_child(); }
 constinit platform::fork_handlers fork_hooks{&fork_prepare, &fork_parent, &fork_child};
-constinit std::atomic<bool> timer_exists{false};
 
 }  // namespace
 
 void set_token_at(token_state& s, std::chrono::steady_clock::time_point when) {
   if (when == clock::time_point::max()) return;  // never
   timer& t = the_timer();
-  if (!timer_exists.exchange(true, std::memory_order_acq_rel)) {
-    platform::register_fork_handlers(fork_hooks);
-  }
-  t.resume_after_fork();
-  t.add(s, when);
+  platform::register_fork_handlers(fork_hooks);
+  t.add(s, when);  // starts the thread if there is none (in a child after fork() too)
 }
 
 void resume_timer_after_fork() {
-  if (timer_exists.load(std::memory_order_acquire)) the_timer().resume_after_fork();
+  if (fork_hooks.registered.load(std::memory_order_acquire)) the_timer().resume_after_fork();
 }
 
 }  // namespace memlimits::detail
