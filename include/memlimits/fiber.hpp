@@ -16,6 +16,10 @@
 // after it resumes, on any thread; tasks() lists it with `fiber = true`.
 // An interruption unwinds the body's stack like any exception.
 //
+// Given memlimits::inherit before its other arguments, the fiber's task is
+// a child of the task that creates it (<memlimits/task.hpp>): its
+// allocations also count toward every guard active there.
+//
 // Destroying a suspended fiber unwinds its stack, as boost's does, with
 // boost::context::detail::forced_unwind: its guards exit (they never swallow
 // that exception, even when tripped), and it is charged to the fiber. A
@@ -51,6 +55,7 @@
 #include <utility>
 
 #include "memlimits/config.hpp"
+#include "memlimits/task.hpp"
 
 namespace memlimits {
 
@@ -96,8 +101,10 @@ struct fiber_start {
 
 // A new fiber's control block, owning its task: `record` is destroyed by
 // `destroy` (which also releases the stack) once the fiber has ended.
+// `inherit`: the lineage its task joins (null: a task of its own).
 MEMLIMITS_API fiber_control* fiber_create(void* record, void (*destroy)(void*) noexcept,
-                                          const void* stack_bottom, std::size_t stack_size);
+                                          const void* stack_bottom, std::size_t stack_size,
+                                          lineage* inherit);
 MEMLIMITS_API fiber_peer fiber_first_peer(fiber_control* control) noexcept;
 
 // The one switch: from the calling context to `to` (its `target`), running
@@ -167,7 +174,8 @@ void fiber_entry(fcontext::transfer_t t) noexcept;
 // the top of which its record is placed, as boost::context does.
 template <class StackAlloc, class Fn>
 fcontext::fcontext_t make_fiber(boost::context::stack_context stack, void* top,
-                                StackAlloc&& allocator, Fn&& body, fiber_peer& peer) {
+                                StackAlloc&& allocator, Fn&& body, fiber_peer& peer,
+                                lineage* inherit = nullptr) {
   using record_type = fiber_record<std::decay_t<StackAlloc>, std::decay_t<Fn>>;
   void* storage = reinterpret_cast<void*>(
       (reinterpret_cast<std::uintptr_t>(top) - sizeof(record_type)) & ~std::uintptr_t{0xff});
@@ -178,7 +186,8 @@ fcontext::fcontext_t make_fiber(boost::context::stack_context stack, void* top,
   auto* stack_bottom = static_cast<char*>(stack.sp) - stack.size;
   const auto size = static_cast<std::size_t>(stack_top - stack_bottom);
   try {
-    record->control = fiber_create(record, &record_type::destroy, stack_bottom, stack.size);
+    record->control =
+        fiber_create(record, &record_type::destroy, stack_bottom, stack.size, inherit);
   } catch (...) {
     record_type::destroy(record);
     throw;
@@ -214,6 +223,29 @@ class fiber {
         Fn&& body) {
     fctx_ = detail::make_fiber(preallocated.sctx, preallocated.sp,
                                std::forward<StackAlloc>(allocator), std::forward<Fn>(body), peer_);
+  }
+
+  // The same, with the fiber's task a child of the calling task.
+  template <class Fn>
+  fiber(inherit_t, Fn&& body)
+      : fiber(inherit, std::allocator_arg, boost::context::fixedsize_stack(),
+              std::forward<Fn>(body)) {}
+
+  template <class StackAlloc, class Fn>
+  fiber(inherit_t, std::allocator_arg_t, StackAlloc&& allocator, Fn&& body) {
+    const detail::lineage_ref lineage = detail::lineage_ref::capture();
+    const boost::context::stack_context stack = allocator.allocate();
+    fctx_ = detail::make_fiber(stack, stack.sp, std::forward<StackAlloc>(allocator),
+                               std::forward<Fn>(body), peer_, lineage.get());
+  }
+
+  template <class StackAlloc, class Fn>
+  fiber(inherit_t, std::allocator_arg_t, boost::context::preallocated preallocated,
+        StackAlloc&& allocator, Fn&& body) {
+    const detail::lineage_ref lineage = detail::lineage_ref::capture();
+    fctx_ = detail::make_fiber(preallocated.sctx, preallocated.sp,
+                               std::forward<StackAlloc>(allocator), std::forward<Fn>(body), peer_,
+                               lineage.get());
   }
 
   ~fiber() {

@@ -24,6 +24,7 @@
 #include "core/check.hpp"
 #include "fiber/sanitizer_switch.hpp"
 #include "limits/registry.hpp"
+#include "limits/lineage.hpp"
 #include "limits/task_state.hpp"
 #include "platform/platform.hpp"
 #include "platform/system_allocator.hpp"
@@ -60,7 +61,9 @@ void release(fiber_control* control) noexcept {
   // context the fiber switched to last.
   control->destroy_record(control->record);
   fiber_sanitizer::destroy_context(control->tsan_context);
-  MEMLIMITS_CHECK(control->own.depth == 0, "memlimits::fiber ended with an active guard");
+  MEMLIMITS_CHECK(control->own.depth == control->own.inherited,
+                  "memlimits::fiber ended with an active guard");
+  leave_lineage(control->own);
   unregister_task(control->own);
   control->~fiber_control();
   platform::system::free(control);
@@ -116,7 +119,7 @@ void* first_entry(const fiber_peer& target) noexcept {
 }  // namespace
 
 fiber_control* fiber_create(void* record, void (*destroy)(void*) noexcept, const void* stack_bottom,
-                            std::size_t stack_size) {
+                            std::size_t stack_size, lineage* inherit) {
   void* memory = platform::system::malloc(sizeof(fiber_control));
   if (memory == nullptr) throw std::bad_alloc();
   auto* control = new (memory) fiber_control{};
@@ -127,6 +130,15 @@ fiber_control* fiber_create(void* record, void (*destroy)(void*) noexcept, const
   control->destroy_record = destroy;
   control->stack_bottom = stack_bottom;
   control->stack_size = stack_size;
+  if (inherit != nullptr) {
+    try {
+      join_lineage(control->own, *inherit);
+    } catch (...) {
+      control->~fiber_control();
+      platform::system::free(control);
+      throw;
+    }
+  }
   control->tsan_context = fiber_sanitizer::create_context();
   return control;
 }

@@ -21,6 +21,7 @@
 #include "core/distributions.hpp"
 #include "core/limits_port.hpp"
 #include "core/subscribers.hpp"
+#include "limits/budget.hpp"
 #include "limits/global_memory.hpp"
 #include "limits/raise_point.hpp"
 #include "limits/task_state.hpp"
@@ -59,38 +60,39 @@ bool eligible(task_state& t, core::call_kind kind, const void* from) noexcept {
 // Before a block exists: trips the exact allocation limits it would exceed
 // (this block is the one that exceeds them) and the contexts whose token is
 // set.
+// An exact allocation limit shared with other tasks trips when the budget
+// they have not yet taken cannot pay for the block (limits/budget.hpp).
 void trip_before_allocation(task_state& t) noexcept {
   const std::uint64_t position = task_position(t);  // includes this block
-  for (context* c = t.innermost; c != nullptr; c = c->parent) {
-    if (c->tripped.load(std::memory_order_relaxed)) continue;
-    switch (c->kind) {
+  for_each_share(t, [&](context& c, share& s, bool) {
+    if (stopped(c)) return;
+    switch (c.kind) {
       case limit_kind::allocations:
-        if (!c->sampled && position - c->start_position > static_cast<std::uint64_t>(c->limit)) {
-          trip(t, *c);
-        }
+        if (!c.sampled && position > s.slice_end && !extend_slice(c, s, position)) trip(t, c);
         break;
       case limit_kind::token:
-        if (c->token->flag.load(std::memory_order_acquire)) trip(t, *c);
+        if (c.token->flag.load(std::memory_order_acquire)) trip(t, c);
         break;
       default:
         break;
     }
-  }
+  });
 }
 
-// Monitoring sees the allocated bytes as of this event.
+// Monitoring and usage() see the allocated bytes as of this event.
 void publish_allocated(task_state& t) noexcept {
   const std::uint64_t position = task_position(t);
-  for (context* c = t.innermost; c != nullptr; c = c->parent) {
-    c->allocated.store(position - c->start_position, std::memory_order_relaxed);
-  }
+  for_each_share(t, [&](context& c, share& s, bool) { publish(c, s, position); });
 }
 
 // task_ops::refuses (core/limits_port.hpp): step 2 or 4 of an allocation.
 bool refuses(void* opaque, std::size_t bytes, core::call_kind kind, bool after_dispatch,
              const void* from) noexcept {
   task_state& t = *static_cast<task_state*>(opaque);
-  if (!after_dispatch) trip_before_allocation(t);
+  if (!after_dispatch) {
+    refresh_trips(t);  // what the task's other tasks tripped or closed
+    trip_before_allocation(t);
+  }
   const bool refuse = t.tripped > 0 && eligible(t, kind, from);
   if (refuse) {
     core::refund_event(bytes);
@@ -128,7 +130,7 @@ void* on_alloc(void*, const core::sampled_block& block) {
       c->live_bytes.fetch_add(weight, std::memory_order_relaxed);
       live = c->live_samples.fetch_add(n, std::memory_order_relaxed) + n;
     }
-    if (c->tripped.load(std::memory_order_relaxed)) continue;
+    if (stopped(*c)) continue;
     switch (c->kind) {
       case limit_kind::memory:
         // In samples, not bytes: 8 / rate need not be an integer, and the
@@ -144,8 +146,9 @@ void* on_alloc(void*, const core::sampled_block& block) {
           if (rate > c->rate) {
             mine = core::thin(mine, c->rate / rate);
           }
-          c->samples_at_entry_rate += mine;
-          if (c->samples_at_entry_rate >= c->sample_threshold) trip(t, *c);
+          const std::uint64_t total =
+              c->samples_at_entry_rate.fetch_add(mine, std::memory_order_relaxed) + mine;
+          if (total >= c->sample_threshold) trip(t, *c);
         }
         break;
       case limit_kind::global_memory:

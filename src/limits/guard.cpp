@@ -14,6 +14,7 @@
 #include <typeinfo>
 
 #include "core/limits_port.hpp"
+#include "limits/budget.hpp"
 #include "limits/engine.hpp"
 #include "limits/registry.hpp"
 #include "limits/task_state.hpp"
@@ -131,18 +132,20 @@ void guard_scope::enter(const token* t, std::uint64_t limit, const char* paramet
                                                       : 0;
   c->parent = nullptr;
   c->token = nullptr;
-  c->watch = nullptr;
   if (kind == limit_kind::token) {
     resume_timer_after_fork();  // the token's deadline, in a child after fork()
     c->token = retain_token_state(t->state_);
-    c->watch = watch_token(*c->token);
+    c->owner.token_watch = claim_watch(c->token->watchers, core::this_thread_alarm());
     // After watching: a set() from now on raises this thread's alarm.
     if (c->token->flag.load(std::memory_order_seq_cst)) {
       c->tripped.store(true, std::memory_order_relaxed);
     }
   }
   c->frame_boundary = frame_boundary;
-  c->start_position = task_position(owner);
+  const std::uint64_t position = task_position(owner);
+  c->owner.start = position;
+  // Alone under it, the task's slice of an exact budget is all of it.
+  c->owner.slice_end = position + (has_budget(*c) ? limit : 0);
   context_ = push_context(owner, c);
 }
 
@@ -178,7 +181,7 @@ usage guard_scope::usage() const noexcept {
   if (finished_) return used_;
   const context* c = context_;
   memlimits::usage used;
-  used.allocated_bytes = task_position(current_task()) - c->start_position;
+  used.allocated_bytes = allocated_with(*c, c->owner, task_position(current_task()));
   used.samples = c->samples.load(std::memory_order_relaxed);
   used.memory_bytes = c->live_bytes.load(std::memory_order_relaxed);
   return used;
@@ -188,7 +191,6 @@ usage guard_scope::finish() noexcept {
   task_state& owner = current_task();
   context* c = context_;
   const memlimits::usage used = usage();
-  c->allocated.store(used.allocated_bytes, std::memory_order_relaxed);
   tripped_at_exit_ = c->tripped.load(std::memory_order_relaxed);
   const limit_kind kind = c->kind;
   const std::int64_t limit = c->limit;

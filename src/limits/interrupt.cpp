@@ -34,11 +34,12 @@ const char* bad_result_access::what() const noexcept {
 }
 
 namespace {
-// A token set while the task does not allocate is seen here too, so that a
-// task that only polls can be cancelled.
+// A token set, or a trip or exit in another task of its guards, while the
+// task does not allocate is seen here too, so that a task that only polls
+// can be cancelled.
 detail::task_state& checked_task() noexcept {
   detail::task_state& t = detail::current_task();
-  detail::trip_set_tokens(t);
+  detail::sync_trips(t);
   return t;
 }
 }  // namespace

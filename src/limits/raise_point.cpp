@@ -31,11 +31,18 @@ constexpr std::uint32_t max_skips = 256;
 
 constinit thread_local std::uint64_t searches MEMLIMITS_TLS_MODEL = 0;
 
-const context* innermost_tripped(const task_state& t) noexcept {
-  for (const context* c = t.innermost; c != nullptr; c = c->parent) {
-    if (c->tripped.load(std::memory_order_relaxed)) return c;
-  }
-  return nullptr;
+// Where the handler search may stop: at the frame of the innermost stopped
+// context's guard. An inherited guard's frame is on another stack, or gone:
+// the search then goes to the end of the task's stack.
+std::uintptr_t stop_frame(task_state& t) noexcept {
+  std::uintptr_t frame = 0;
+  bool found = false;
+  for_each_share(t, [&](const context& c, const share&, bool own) {
+    if (found || !stopped(c)) return;
+    found = true;
+    frame = own ? c.frame_boundary : 0;
+  });
+  return frame;
 }
 
 // Whether a remembered boundary lets this allocation be deferred at once.
@@ -109,8 +116,7 @@ bool may_raise_here(task_state& t, const void* from) noexcept {
   query.from = from;
   query.type = &typeid(limit_reached);
   query.object = const_cast<limit_reached*>(&probe);
-  const context* tripped = innermost_tripped(t);
-  query.stop_above = tripped != nullptr ? tripped->frame_boundary : 0;
+  query.stop_above = stop_frame(t);
   const platform::handler_answer answer = platform::search_handler(query);
   if (answer.outcome == platform::throw_outcome::caught) {
     t.deferrals = {};  // the boundaries remembered do not cover this call site

@@ -25,7 +25,7 @@ void fork_prepare() { registry_lock.lock(); }
 void fork_parent() { registry_lock.unlock(); }
 void fork_child() {
   registry_lock.reset_after_fork();
-  reset_token_setters_after_fork();
+  reset_raisers_after_fork();
   fork_generation.fetch_add(1, std::memory_order_relaxed);
   // Only the forking thread exists in the child. The other tasks' memory is
   // still mapped: mark them unregistered, so that a fiber's task destroyed
@@ -64,8 +64,9 @@ void on_thread_exit(void* arg) {
     core::spinlock_guard guard(registry_lock);
     if (t.registered) unlink(t);
   }
-  // A token's set() may still be writing to this thread's alarm.
-  wait_for_token_setters();
+  // A token's set(), or another task's trip, may still be writing to this
+  // thread's alarm.
+  wait_for_raisers();
   core::set_limited_task(nullptr);
 }
 

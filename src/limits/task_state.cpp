@@ -7,6 +7,7 @@
 
 #include "core/check.hpp"
 #include "core/limits_port.hpp"
+#include "limits/budget.hpp"
 #include "limits/registry.hpp"
 #include "limits/token_state.hpp"
 #include "platform/platform.hpp"
@@ -20,16 +21,6 @@ namespace {
 constinit thread_local task_state thread_task MEMLIMITS_TLS_MODEL{};
 // The task running on this thread: thread_task, or a fiber's.
 constinit thread_local task_state* running_task MEMLIMITS_TLS_MODEL = nullptr;
-
-// The innermost tripped context's kind is the one raised.
-void update_raise_kind(task_state& t) noexcept {
-  for (context* c = t.innermost; c != nullptr; c = c->parent) {
-    if (c->tripped.load(std::memory_order_relaxed)) {
-      t.raise_kind = c->kind;
-      return;
-    }
-  }
-}
 
 }  // namespace
 
@@ -52,6 +43,7 @@ void release(context* c) noexcept {
   while (c != nullptr && c->references.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     context* parent = c->parent;
     if (c->token != nullptr) release_token_state(c->token);
+    free_watches(c->watchers, &c->owner_watch);
     c->~context();
     platform::system::free(c);
     c = parent;
@@ -62,55 +54,71 @@ context* push_context(task_state& t, context* c) noexcept {
   t.deferrals = {};  // the boundaries a guard's searches found are its own
   c->parent = t.innermost;
   if (c->parent != nullptr) retain(c->parent);
+  push_watch(c->watchers, &c->owner_watch, core::this_thread_alarm());
+  c->owner.watch = &c->owner_watch;
   {
     core::spinlock_guard guard(t.lock_);
     t.innermost = c;
     ++t.depth;
   }
-  if (c->tripped.load(std::memory_order_relaxed)) {
-    ++t.tripped;
-    update_raise_kind(t);
-  }
+  refresh_trips(t);
   update_deadline(t);
   return c;
 }
 
 void pop_context(task_state& t, context* c) noexcept {
   MEMLIMITS_CHECK(t.innermost == c, "guards of a task exited out of order");
+  MEMLIMITS_CHECK(t.depth > t.inherited, "a child task exited a guard of its parent");
   t.deferrals = {};
-  if (c->watch != nullptr) {
-    unwatch_token(c->watch);
-    c->watch = nullptr;
+  publish(*c, c->owner, task_position(t));
+  release_watch(c->owner.token_watch);
+  release_watch(c->owner.watch);
+  c->owner.token_watch = c->owner.watch = nullptr;
+  // The guard's work ends with it: its children, wherever they run, are
+  // interrupted at their next allocation.
+  if (c->members.fetch_sub(1, std::memory_order_acq_rel) > 1) {
+    c->closed.store(true, std::memory_order_seq_cst);
+    raise_watchers(c->watchers);
   }
   {
     core::spinlock_guard guard(t.lock_);
     t.innermost = c->parent;
     --t.depth;
   }
-  if (c->tripped.load(std::memory_order_relaxed)) {
-    --t.tripped;
-    update_raise_kind(t);
-  }
+  refresh_trips(t);
   update_deadline(t);
   release(c);  // the task's reference
 }
 
+void refresh_trips(task_state& t) noexcept {
+  std::uint32_t count = 0;
+  for (const context* c = t.innermost; c != nullptr; c = c->parent) {
+    if (!stopped(*c)) continue;
+    if (count++ == 0) t.raise_kind = c->kind;  // the innermost's kind is raised
+  }
+  t.tripped = count;
+}
+
 void trip(task_state& t, context& c) noexcept {
-  if (c.tripped.exchange(true, std::memory_order_relaxed)) return;
-  ++t.tripped;
-  update_raise_kind(t);
+  if (!c.tripped.exchange(true, std::memory_order_seq_cst)) {
+    // Every task under the context is interrupted: the others at their
+    // next allocation.
+    if (c.members.load(std::memory_order_acquire) > 1) raise_watchers(c.watchers);
+  }
+  refresh_trips(t);
   // Every allocation of an interrupted task takes the slow path, where it
   // is raised as soon as it is eligible.
   core::force_next_event();
 }
 
-void trip_set_tokens(task_state& t) noexcept {
+void sync_trips(task_state& t) noexcept {
   for (context* c = t.innermost; c != nullptr; c = c->parent) {
     if (c->kind == limit_kind::token && !c->tripped.load(std::memory_order_relaxed) &&
         c->token->flag.load(std::memory_order_seq_cst)) {
       trip(t, *c);
     }
   }
+  refresh_trips(t);
 }
 
 void update_deadline(task_state& t) noexcept {
@@ -123,15 +131,13 @@ void update_deadline(task_state& t) noexcept {
     return;
   }
   std::uint64_t deadline = core::no_deadline;
-  for (const context* c = t.innermost; c != nullptr; c = c->parent) {
-    if (c->kind != limit_kind::allocations || c->sampled ||
-        c->tripped.load(std::memory_order_relaxed)) {
-      continue;
-    }
-    // Trips at the first allocation taking the task above start + limit.
-    const std::uint64_t at = t.position_base + c->start_position + static_cast<std::uint64_t>(c->limit);
+  for_each_share(t, [&](const context& c, const share& s, bool) {
+    if (!has_budget(c) || stopped(c)) return;
+    // The slow path runs at the first allocation taking the task past its
+    // slice (limits/budget.hpp).
+    const std::uint64_t at = t.position_base + s.slice_end;
     if (at < deadline) deadline = at;
-  }
+  });
   core::set_deadline(deadline);
   if (t.tripped > 0) core::force_next_event();
 }
@@ -157,11 +163,16 @@ task_state* switch_task(task_state* to) noexcept {
   core::alarm* const alarm = core::this_thread_alarm();
   const std::uint64_t now = core::stream_position();
   from.suspended_position = now - from.position_base;
-  for (context* c = from.innermost; c != nullptr; c = c->parent) {
-    // Monitors see a suspended task's allocations as of its suspension.
-    c->allocated.store(from.suspended_position - c->start_position, std::memory_order_relaxed);
-    if (c->watch != nullptr) c->watch->alarm.store(nullptr, std::memory_order_seq_cst);
-  }
+  for_each_share(from, [&](context& c, share& s, bool) {
+    // Monitors see a suspended task's allocations as of its suspension,
+    // and a budget shared with other tasks gets its slice back.
+    publish(c, s, from.suspended_position);
+    if (has_budget(c) && c.members.load(std::memory_order_relaxed) > 1) {
+      trim_slice(c, s, from.suspended_position, false);
+    }
+    set_watch_alarm(s.watch, nullptr);
+    set_watch_alarm(s.token_watch, nullptr);
+  });
 
   running_task = &next == &own_task() ? nullptr : &next;
   next.position_base = now - next.suspended_position;
@@ -172,13 +183,16 @@ task_state* switch_task(task_state* to) noexcept {
   }
   // Neither task in a guard: no token listens, and the deadline is none.
   if (from.depth == 0 && next.depth == 0) return previous;
-  for (context* c = next.innermost; c != nullptr; c = c->parent) {
-    if (c->watch != nullptr) c->watch->alarm.store(alarm, std::memory_order_seq_cst);
-  }
-  // A fiber suspended in a guard across fork() left the child's registry.
+  for_each_share(next, [&](context&, share& s, bool) {
+    set_watch_alarm(s.watch, alarm);
+    set_watch_alarm(s.token_watch, alarm);
+  });
+  // A fiber suspended in a guard across fork() left the child's registry;
+  // a child task enters it when first made current.
   if (next.depth > 0 && !next.registered) register_task(next);
-  // After listening: a set() from now on raises this thread's alarm.
-  trip_set_tokens(next);
+  // After listening: a set(), trip or exit from now on raises this
+  // thread's alarm.
+  sync_trips(next);
   update_deadline(next);
   return previous;
 }

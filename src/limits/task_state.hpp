@@ -4,19 +4,31 @@
 // A task is what a limit applies to: each thread has one (in TLS), and a
 // memlimits::task or a memlimits::fiber is one of its own. A task owns a
 // chain of contexts, one per active guard, innermost first through `parent`.
+// A child task (task(inherit), bind_limits, fiber(inherit, ...)) starts
+// with the chain of the task that created it: its first `inherited`
+// contexts, from the outermost, are its parent's, shared; those it enters
+// itself come before them, and it exits only those.
+//
+// Every task under a context holds a `share` of it: where its own counting
+// started, what of it was published to the context's totals, its slice of
+// an exact allocation budget, and its alarms. The task that entered the
+// guard holds the share embedded in the context; a child holds its shares
+// of the inherited contexts in an array of its own (limits/lineage.cpp).
 //
 // Threads and lifetimes:
 //  * The chain is written only by the task's owner (the thread running it),
 //    at guard entry and exit, under the task's lock; the owner reads it
 //    without the lock (it is the only writer), monitors (tasks()) under it.
+//    A share is the owner's too.
 //  * A context is reference-counted: the task holds one reference while the
-//    guard is active, each child context holds one on its parent, and each
-//    sampled block charged to the task holds one on the innermost context it
-//    was charged to. Frees, on any thread and at any later time, credit the
-//    block's charge to that context and its ancestors (all-or-nothing), then
-//    drop the reference: a context outlives its guard while blocks charged
-//    to it are live.
-//  * Counters that other threads read or write are atomics.
+//    guard is active, each child context holds one on its parent, a child
+//    task and a captured lineage one on the innermost context they
+//    inherit, and each sampled block charged to the task one on the
+//    innermost context it was charged to. Frees, on any thread and at any
+//    later time, credit the block's charge to that context and its
+//    ancestors (all-or-nothing), then drop the reference: a context
+//    outlives its guard while blocks charged to it are live.
+//  * What several tasks update (totals, the budget, the flags) is atomic.
 // Layer 5.
 #pragma once
 
@@ -25,12 +37,25 @@
 #include <thread>
 
 #include "core/spinlock.hpp"
+#include "limits/alarm_watch.hpp"
 #include "memlimits/limits.hpp"
 
 namespace memlimits::detail {
 
 struct token_state;
-struct token_watch;
+
+// One task's part in a context. Positions are the task's own
+// (task_position). Owner thread only.
+struct share {
+  std::uint64_t start = 0;      // the task's position when it came under the context
+  std::uint64_t published = 0;  // of its bytes since, those added to context::allocated
+  // Exact allocation limits: the task's allocations are paid for up to
+  // this position; beyond it, it takes a slice of context::remaining
+  // (limits/budget.cpp).
+  std::uint64_t slice_end = 0;
+  alarm_watch* watch = nullptr;        // on context::watchers
+  alarm_watch* token_watch = nullptr;  // token contexts: on the token's watchers
+};
 
 struct context {
   // Set at entry, then read-only.
@@ -41,21 +66,35 @@ struct context {
   // of the task) and memory limits (samples of live blocks).
   std::uint64_t sample_threshold;
   double rate;                     // the engine's sampling rate at entry
-  std::uint64_t start_position;    // the task's stream position at entry
   context* parent;                 // enclosing context of the same task (a reference)
   token_state* token;              // limit_with_token (a reference)
-  token_watch* watch;              // this context's registration with the token
   // The CFA of the guard's entry (guard_scope's constructor), i.e. the
   // stack pointer of the frame that holds the guard: the frames of the
   // guarded code lie below it (limits/raise_point.cpp). 0: unknown.
   std::uintptr_t frame_boundary = 0;
 
-  std::atomic<std::uint64_t> allocated{0};  // as of the owner's last slow path; exact at exit
+  share owner;  // the share of the task that entered the guard
+
+  // Bytes allocated under the context, as its tasks last published them
+  // (at their slow paths and switches; exact once they have all left).
+  std::atomic<std::uint64_t> allocated{0};
   std::atomic<std::uint64_t> samples{0};
-  // Sampled allocation limits: the task's samples thinned to `rate`, so that
-  // a rate raised by configure() during the guard does not move the trip
-  // point (owner thread only).
-  std::uint64_t samples_at_entry_rate = 0;
+  // Sampled allocation limits: the tasks' samples thinned to `rate`, so
+  // that a rate raised by configure() during the guard does not move the
+  // trip point.
+  std::atomic<std::uint64_t> samples_at_entry_rate{0};
+  // Exact allocation limits: the budget in no task's slice. While the task
+  // that entered the guard is alone, its slice is the whole limit and this
+  // is 0.
+  std::atomic<std::int64_t> remaining{0};
+  // Tasks under the context, and lineages captured from them (bind_limits).
+  std::atomic<std::uint32_t> members{1};
+  // The guard exited: its children are interrupted, as by a trip.
+  std::atomic<bool> closed{false};
+  // The alarms of the threads running its members; the first node is the
+  // owner's, embedded.
+  watch_list watchers;
+  alarm_watch owner_watch;
   std::atomic<std::int64_t> live_bytes{0};    // charged samples minus credited frees, in bytes
   std::atomic<std::int64_t> live_samples{0};  // the same, in samples
   std::atomic<bool> tripped{false};
@@ -106,9 +145,13 @@ enum class task_kind : std::uint8_t {
 
 struct task_state {
   context* innermost = nullptr;  // owner writes under lock_
-  std::uint32_t depth = 0;       // active contexts
+  std::uint32_t depth = 0;       // contexts in the chain, inherited ones included
+  std::uint32_t inherited = 0;   // the outermost `inherited` are the parent's
+  share* inherited_shares = nullptr;  // [i]: the share of the chain's (depth - inherited + i)-th
   std::uint32_t masks = 0;       // live memlimits::mask objects
-  std::uint32_t tripped = 0;     // tripped active contexts: "interrupted" iff > 0
+  // Contexts of the chain that are tripped, or closed (inherited ones):
+  // "interrupted" iff > 0 (refresh_trips).
+  std::uint32_t tripped = 0;
   limit_kind raise_kind = limit_kind::allocations;  // the innermost tripped context's
   // The task's stream position is core::stream_position() - position_base
   // (0 for a thread's own task; fibers move it at each switch).
@@ -163,10 +206,35 @@ void pop_context(task_state& t, context* c) noexcept;
 // Marks a context of the calling task as tripped (owner thread).
 void trip(task_state& t, context& c) noexcept;
 
-// Trips the task's token contexts whose token is set (owner thread): for
-// the points where the task learns of a token without an allocation
-// (poll, is_interrupted, being made current).
-void trip_set_tokens(task_state& t) noexcept;
+// Calls f(context&, share&, bool own) for each context of the task's chain,
+// innermost first; `own`: entered by this task, not inherited.
+template <class F>
+void for_each_share(task_state& t, F&& f) {
+  const std::uint32_t own = t.depth - t.inherited;
+  std::uint32_t i = 0;
+  for (context* c = t.innermost; c != nullptr; c = c->parent, ++i) {
+    if (i < own) {
+      f(*c, c->owner, true);
+    } else {
+      f(*c, t.inherited_shares[i - own], false);
+    }
+  }
+}
+
+// Whether a context no longer lets its tasks allocate.
+inline bool stopped(const context& c) noexcept {
+  return c.tripped.load(std::memory_order_relaxed) || c.closed.load(std::memory_order_acquire);
+}
+
+// Counts the task's stopped contexts (tripped by any of its tasks, or
+// closed) into `tripped` and `raise_kind` (owner thread).
+void refresh_trips(task_state& t) noexcept;
+
+// Trips the task's token contexts whose token is set, and takes in what
+// other tasks of its contexts tripped or closed (owner thread): for the
+// points where the task learns of them without an allocation (poll,
+// is_interrupted, being made current).
+void sync_trips(task_state& t) noexcept;
 
 // Recomputes the countdown deadline of the calling thread for its task: the
 // nearest exact allocation limit, or "every allocation" while interrupted.

@@ -1,0 +1,53 @@
+// limits/budget.hpp — a task's share of a context: the slice of an exact
+// allocation budget that several tasks share, and the totals each task
+// publishes to the context.
+//
+// An exact allocation limit shared by several tasks never lets their total
+// exceed it. Each task allocates against a slice of the budget: the
+// countdown's deadline is the end of its slice, so the fast path is
+// unchanged. When an allocation takes it past the end, its slow path takes
+// what the allocation needs plus a new slice from the context's remainder
+// with one compare-and-swap; when the remainder cannot pay for the
+// allocation, the context trips. While the task that entered the guard is
+// alone, its slice is the whole budget and the limit is as exact as a
+// task's own; once it has children, a slice is at most
+//   min(max_slice, remainder / (2 * members)),
+// the tasks give their unused slices back when they stop running on a
+// thread (a switch, the end of a child), and the creator of the first child
+// trims its own. The slices that the other running tasks hold unused make a
+// trip come early: by at most (running tasks - 1) * max_slice bytes, and
+// never late. Owner thread only, but the remainder and the totals.
+// Layer 5.
+#pragma once
+
+#include <cstdint>
+
+#include "limits/task_state.hpp"
+
+namespace memlimits::detail {
+
+inline constexpr std::uint64_t max_slice = 64 * 1024;
+
+// Whether the context has an exact allocation budget (shares hold slices).
+inline bool has_budget(const context& c) noexcept {
+  return c.kind == limit_kind::allocations && !c.sampled;
+}
+
+// The task's allocations reached `position`, past its slice: takes the
+// missing bytes and a new slice from the remainder. False (nothing taken)
+// if the remainder cannot pay for them.
+bool extend_slice(context& c, share& s, std::uint64_t position) noexcept;
+
+// Gives the part of the task's slice beyond `position` back to the
+// remainder, all of it or (keep_a_slice) all but what a new slice would be.
+void trim_slice(context& c, share& s, std::uint64_t position, bool keep_a_slice) noexcept;
+
+// Adds the task's bytes since its last publication (at `position`) to the
+// context's total.
+void publish(context& c, share& s, std::uint64_t position) noexcept;
+
+// The bytes allocated under the context, with the calling owner's share
+// counted up to `position`.
+std::uint64_t allocated_with(const context& c, const share& s, std::uint64_t position) noexcept;
+
+}  // namespace memlimits::detail
