@@ -8,11 +8,15 @@ namespace memlimits::detail {
 namespace {
 
 // A new slice when `left` bytes remain: all of it for a task alone under
-// the context (exact), else a part that shrinks with the remainder.
-std::uint64_t slice_for(const context& c, std::uint64_t left) noexcept {
+// the context (exact), else a part that shrinks with the remainder. Slices
+// start at first_slice and double, up to max_slice, so that a task that
+// allocates little (a creator waiting for its children) holds little.
+std::uint64_t slice_for(const context& c, share& s, std::uint64_t left) noexcept {
   const std::uint32_t members = c.members.load(std::memory_order_relaxed);
   if (members <= 1) return left;
-  return std::min<std::uint64_t>(max_slice, left / (2 * static_cast<std::uint64_t>(members)));
+  const std::uint64_t grown = s.next_slice;
+  s.next_slice = std::min(2 * grown, max_slice);
+  return std::min({grown, max_slice, left / (2 * static_cast<std::uint64_t>(members))});
 }
 
 }  // namespace
@@ -20,9 +24,11 @@ std::uint64_t slice_for(const context& c, std::uint64_t left) noexcept {
 bool extend_slice(context& c, share& s, std::uint64_t position) noexcept {
   const std::uint64_t need = position - s.slice_end;
   std::int64_t left = c.remaining.load(std::memory_order_relaxed);
+  const std::uint64_t next = s.next_slice;
   for (;;) {
     if (left < 0 || static_cast<std::uint64_t>(left) < need) return false;
-    const std::uint64_t grant = need + slice_for(c, static_cast<std::uint64_t>(left) - need);
+    s.next_slice = next;
+    const std::uint64_t grant = need + slice_for(c, s, static_cast<std::uint64_t>(left) - need);
     if (c.remaining.compare_exchange_weak(left, left - static_cast<std::int64_t>(grant),
                                           std::memory_order_relaxed)) {
       s.slice_end += grant;
@@ -31,18 +37,12 @@ bool extend_slice(context& c, share& s, std::uint64_t position) noexcept {
   }
 }
 
-void trim_slice(context& c, share& s, std::uint64_t position, bool keep_a_slice) noexcept {
+void trim_slice(context& c, share& s, std::uint64_t position) noexcept {
+  s.next_slice = first_slice;
   if (s.slice_end <= position) return;
-  const std::uint64_t unused = s.slice_end - position;
-  std::uint64_t keep = 0;
-  if (keep_a_slice) {
-    const auto left = static_cast<std::uint64_t>(
-        std::max<std::int64_t>(c.remaining.load(std::memory_order_relaxed), 0));
-    keep = std::min(unused, slice_for(c, left + unused));
-  }
-  if (unused == keep) return;
-  c.remaining.fetch_add(static_cast<std::int64_t>(unused - keep), std::memory_order_relaxed);
-  s.slice_end = position + keep;
+  c.remaining.fetch_add(static_cast<std::int64_t>(s.slice_end - position),
+                        std::memory_order_relaxed);
+  s.slice_end = position;
 }
 
 void publish(context& c, share& s, std::uint64_t position) noexcept {

@@ -10,13 +10,17 @@
 // with one compare-and-swap; when the remainder cannot pay for the
 // allocation, the context trips. While the task that entered the guard is
 // alone, its slice is the whole budget and the limit is as exact as a
-// task's own; once it has children, a slice is at most
+// task's own. Once it has children, a slice is at most
 //   min(max_slice, remainder / (2 * members)),
-// the tasks give their unused slices back when they stop running on a
-// thread (a switch, the end of a child), and the creator of the first child
-// trims its own. The slices that the other running tasks hold unused make a
-// trip come early: by at most (running tasks - 1) * max_slice bytes, and
-// never late. Owner thread only, but the remainder and the totals.
+// starting at 4 KiB and doubling at each slice a task takes; a task gives
+// its unused slice back when it stops running on a thread (a switch, the
+// end of a child) and when it creates a child (so the first child's
+// creator no longer holds the whole budget), and starts small again. The
+// slices that the other tasks hold unused make a trip come early: by at
+// most max_slice bytes for each other task that has allocated since it was
+// last made current or created a child (the running ones, and a creator
+// waiting for its children after allocating), and never late. Owner thread
+// only, but the remainder and the totals.
 // Layer 5.
 #pragma once
 
@@ -39,8 +43,8 @@ inline bool has_budget(const context& c) noexcept {
 bool extend_slice(context& c, share& s, std::uint64_t position) noexcept;
 
 // Gives the part of the task's slice beyond `position` back to the
-// remainder, all of it or (keep_a_slice) all but what a new slice would be.
-void trim_slice(context& c, share& s, std::uint64_t position, bool keep_a_slice) noexcept;
+// remainder; its next slices start small again.
+void trim_slice(context& c, share& s, std::uint64_t position) noexcept;
 
 // Adds the task's bytes since its last publication (at `position`) to the
 // context's total.

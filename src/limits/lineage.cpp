@@ -28,7 +28,7 @@ lineage* capture_lineage_of(task_state& t) {
   for_each_share(t, [&](context& c, share& s, bool) {
     c.members.fetch_add(1, std::memory_order_acq_rel);
     // A task that was alone under an exact budget held all of it.
-    if (has_budget(c)) trim_slice(c, s, position, true);
+    if (has_budget(c)) trim_slice(c, s, position);
   });
   update_deadline(t);
   return l;
@@ -64,7 +64,7 @@ void leave_lineage(task_state& child) noexcept {
   const std::uint64_t position = child.suspended_position;
   for_each_share(child, [&](context& c, share& s, bool) {
     publish(c, s, position);
-    if (has_budget(c)) trim_slice(c, s, position, false);
+    if (has_budget(c)) trim_slice(c, s, position);
     release_watch(s.watch);
     release_watch(s.token_watch);
     c.members.fetch_sub(1, std::memory_order_acq_rel);

@@ -168,7 +168,7 @@ task_state* switch_task(task_state* to) noexcept {
     // and a budget shared with other tasks gets its slice back.
     publish(c, s, from.suspended_position);
     if (has_budget(c) && c.members.load(std::memory_order_relaxed) > 1) {
-      trim_slice(c, s, from.suspended_position, false);
+      trim_slice(c, s, from.suspended_position);
     }
     set_watch_alarm(s.watch, nullptr);
     set_watch_alarm(s.token_watch, nullptr);

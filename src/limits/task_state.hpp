@@ -44,6 +44,10 @@ namespace memlimits::detail {
 
 struct token_state;
 
+// The first slice of a shared exact budget that a task takes, and after it
+// gave its slice back (limits/budget.hpp).
+inline constexpr std::uint64_t first_slice = 4 * 1024;
+
 // One task's part in a context. Positions are the task's own
 // (task_position). Owner thread only.
 struct share {
@@ -53,6 +57,7 @@ struct share {
   // this position; beyond it, it takes a slice of context::remaining
   // (limits/budget.cpp).
   std::uint64_t slice_end = 0;
+  std::uint64_t next_slice = first_slice;  // the size of its next slice
   alarm_watch* watch = nullptr;        // on context::watchers
   alarm_watch* token_watch = nullptr;  // token contexts: on the token's watchers
 };

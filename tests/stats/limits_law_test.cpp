@@ -12,7 +12,10 @@
 //  4. limit_memory while live memory only grows: the trip point is the K-th
 //     sampled word, K = floor(M p) + 1 for a limit of M words (README §4 (b));
 //  5. the K of 1 and 4 at rates whose sample weight 8 / p bytes is not a
-//     whole number (a deterministic invariant: usage().samples == K).
+//     whole number (a deterministic invariant: usage().samples == K);
+//  6. limit_memory shared by four child tasks on four threads (bind_limits)
+//     that take turns: their words, in the order they are allocated, are
+//     still i.i.d. Bernoulli(p), so the trip point is the law of 4.
 // Every task allocates 8-byte blocks (one word each: 8 * ceil(8 / 8) bytes)
 // through the replaced operator new, at a high sampling rate (configure(),
 // restored afterwards), with no profile running, so that the thread samples at
@@ -58,6 +61,7 @@
 // computed from the sizes actually used, so it stays exact. The checks
 // shared with sampling_law_test are in tests/support/goodness_of_fit.hpp.
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <chrono>
 #include <cmath>
@@ -66,7 +70,9 @@
 #include <cstdlib>
 #include <functional>
 #include <new>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/math/distributions/binomial.hpp>
@@ -76,8 +82,10 @@
 
 #include "core/sampler.hpp"
 #include "memlimits/limits.hpp"
+#include "memlimits/task.hpp"
 #include "stats/bounds.hpp"
 #include "support/goodness_of_fit.hpp"
+#include "support/wait.hpp"
 
 namespace {
 
@@ -699,6 +707,161 @@ TEST(SampledAllocationLimitLaw, TripsAtCeilLpSamplesAtEveryRate) {
 
 TEST(MemoryLimitLaw, TripsAtFloorMpPlusOneSamplesAtEveryRate) {
   check_trip_samples(trip_guard::memory, 16);
+}
+
+// ---------------------------------------------------------------------------
+// 6. A memory limit shared by four threads.
+
+// Four worker threads run, at each trial, one child task each of the task
+// that entered limit_memory (memlimits::bind_limits). They take turns: the
+// worker whose turn it is allocates `run` one-word blocks, then passes the
+// turn. The words of the four threads, in turn order, form one stream; each
+// thread's words are i.i.d. Bernoulli(p) samples from its own generator
+// (reseeded once, at a fixed seed), and the turns do not depend on the
+// draws, so the merged stream is i.i.d. Bernoulli(p) too: the K-th sampled
+// word trips the shared context exactly as a single thread's would (4).
+// After the trip, each other worker's next allocation must be refused (it
+// is interrupted at once: the trip raised its alarm); the words are freed
+// by the main thread, which allocated none of them. Deterministic
+// invariants per trial: the guard's usage() is the four threads' total
+// (allocated bytes = 8 x the words, samples = K, live bytes = (K - 1)
+// sample weights), and every other worker was refused.
+//
+// One parameter set, five checks (cap, chi-square, per-bin, DKW, sum):
+// kTestAlpha / 5 each, 1e-9 in all, of which 2e-10 nominal (chi-square).
+struct shared_trial {
+  static constexpr int workers = 4;
+  static constexpr std::uint64_t run = 3;  // words per turn
+  std::vector<void*> words;               // capacity: the cap
+  std::atomic<std::uint64_t> count{0};    // words allocated (by whoever has the turn)
+  std::atomic<std::uint64_t> turn{0};
+  std::atomic<bool> tripped{false};       // a worker's word was refused
+  std::atomic<bool> capped{false};        // the cap was reached
+  std::atomic<int> not_refused{0};        // post-trip probes that were granted
+};
+
+struct turn_worker {
+  shared_trial* trial;
+  int index;
+  void operator()() const {
+    shared_trial& t = *trial;
+    for (;;) {
+      while (t.turn.load(std::memory_order_acquire) % shared_trial::workers !=
+                 static_cast<std::uint64_t>(index) &&
+             !t.tripped.load(std::memory_order_acquire) && !t.capped.load()) {
+        std::this_thread::yield();
+      }
+      if (t.capped.load()) return;
+      if (t.tripped.load(std::memory_order_acquire)) {
+        // Another worker's word tripped the shared limit: this one is
+        // interrupted at its next allocation.
+        try {
+          void* p = allocate_word();
+          t.not_refused.fetch_add(1);
+          ::operator delete(p);
+        } catch (const limit_reached&) {
+        }
+        return;
+      }
+      try {
+        for (std::uint64_t i = 0; i < shared_trial::run; ++i) {
+          const std::uint64_t n = t.count.load(std::memory_order_relaxed);
+          if (n == t.words.size()) {
+            t.capped = true;
+            return;
+          }
+          t.words[n] = allocate_word();
+          t.count.store(n + 1, std::memory_order_relaxed);
+        }
+      } catch (const limit_reached&) {
+        t.tripped.store(true, std::memory_order_release);
+        return;
+      }
+      t.turn.fetch_add(1, std::memory_order_acq_rel);
+    }
+  }
+};
+
+using turn_job = decltype(memlimits::bind_limits(std::declval<turn_worker>()));
+
+TEST(MemoryLimitLaw, SharedByFourThreadsIsTheKthSample) {
+  constexpr double rate = 1.0 / 16;
+  constexpr std::uint64_t limit_bytes = 800;  // M = 100 words, M p = 6.25: K = 7
+  constexpr std::uint64_t k = 7;
+  const std::uint64_t trials = scaled(20'000);
+  const double alpha = kTestAlpha / 5;
+  ASSERT_EQ(stats::memory_trip_samples(static_cast<double>(limit_bytes), rate), k);
+  const std::uint64_t cap = stats::sure_words(k, alpha / static_cast<double>(trials), rate);
+  const auto weight = static_cast<std::int64_t>(std::llround(8.0 / rate));
+
+  shared_trial trial;
+  trial.words.assign(cap, nullptr);
+  std::optional<turn_job> jobs[shared_trial::workers];
+  std::atomic<std::uint64_t> generation{0};
+  std::atomic<int> done{0};
+  std::atomic<bool> quit{false};
+  trip_run run;
+  run.points.reserve(trials);
+  {
+    engine_scope scope(rate);
+    std::vector<std::thread> threads;
+    for (int w = 0; w < shared_trial::workers; ++w) {
+      threads.emplace_back([&, w] {
+        core::reseed(engine_seed(17, static_cast<std::uint64_t>(w)));
+        for (std::uint64_t seen = 0;;) {
+          while (generation.load(std::memory_order_acquire) == seen && !quit.load()) {
+            std::this_thread::yield();
+          }
+          if (quit.load()) return;
+          ++seen;
+          (*jobs[w])();
+          done.fetch_add(1, std::memory_order_acq_rel);
+        }
+      });
+    }
+    const auto start = std::chrono::steady_clock::now();
+    for (std::uint64_t i = 0; i < trials; ++i) {
+      trial.count = 0;
+      trial.turn = i % shared_trial::workers;  // the first turn rotates
+      trial.tripped = false;
+      trial.capped = false;
+      trial.not_refused = 0;
+      done = 0;
+      const auto r = limit_memory(limit_bytes, [&] {
+        for (int w = 0; w < shared_trial::workers; ++w) {
+          jobs[w].emplace(memlimits::bind_limits(turn_worker{&trial, w}));
+        }
+        generation.fetch_add(1, std::memory_order_acq_rel);
+        await([&] { return done.load() == shared_trial::workers; }, "the four workers");
+        for (auto& job : jobs) job.reset();
+      });
+      const std::uint64_t n = trial.count.load();
+      for (std::uint64_t b = 0; b < n; ++b) ::operator delete(trial.words[b]);
+      if (trial.capped || r.has_value()) {
+        ++run.uninterrupted;
+        continue;
+      }
+      if (r.error().kind() != limit_kind::memory) {
+        note_bad(run, i, "kind", static_cast<std::uint64_t>(r.error().kind()),
+                 static_cast<std::uint64_t>(limit_kind::memory));
+      } else if (trial.not_refused.load() != 0) {
+        note_bad(run, i, "allocations granted after the trip",
+                 static_cast<std::uint64_t>(trial.not_refused.load()), 0);
+      } else if (r.usage().allocated_bytes != 8 * n) {
+        note_bad(run, i, "usage().allocated_bytes", r.usage().allocated_bytes, 8 * n);
+      } else if (r.usage().samples != k) {
+        note_bad(run, i, "usage().samples", r.usage().samples, k);
+      } else if (r.usage().memory_bytes != static_cast<std::int64_t>(k - 1) * weight) {
+        note_bad(run, i, "usage().memory_bytes", static_cast<std::uint64_t>(r.usage().memory_bytes),
+                 (k - 1) * weight);
+      }
+      run.points.push_back(n + 1);
+    }
+    run.seconds = seconds_since(start);
+    quit = true;
+    for (std::thread& t : threads) t.join();
+  }
+  expect_trip_law(kth_sample_law(k, rate), k, rate, trials, cap, run, alpha);
 }
 
 }  // namespace

@@ -598,3 +598,57 @@ TEST(Fiber, ManyFibersOnTwoThreads) {
 }
 
 }  // namespace
+
+namespace {
+
+// fiber(inherit, ...): the fiber's task is a child of its creator's, so its
+// allocations, on whichever thread resumes it, count toward the creator's
+// guards; the guard's exit interrupts it at its next allocation; tasks()
+// lists it as a fiber with its parent.
+TEST(Fiber, AnInheritingFiberIsChargedToItsCreatorsGuardOnAnyThread) {
+  std::optional<memlimits::guard> g(std::in_place, memlimits::limits{.allocations = 1ull << 40});
+  const std::uint64_t creator_id = memlimits::testing::find_task(std::this_thread::get_id())->id;
+  std::optional<memlimits::limit_kind> stopped_by;
+  std::vector<memlimits::task_info> listed;
+  fiber f(memlimits::inherit, [&](fiber&& caller) {
+    churn(10, 1000);
+    caller = std::move(caller).resume();
+    churn(10, 1000);
+    listed = memlimits::tasks();
+    caller = std::move(caller).resume();
+    try {
+      churn(1, 64);
+    } catch (const memlimits::limit_reached& e) {
+      stopped_by = e.kind();
+    }
+    return std::move(caller);
+  });
+  const std::uint64_t before = g->usage().allocated_bytes;
+  f = std::move(f).resume();  // 10 here
+  EXPECT_EQ(g->usage().allocated_bytes - before, 10u * 1000);
+  std::atomic<bool> go{false};
+  std::thread there([&] {  // its state is this thread's: started before measuring
+    memlimits::testing::await([&] { return go.load(); }, "the go");
+    f = std::move(f).resume();  // 10 there
+  });
+  const std::uint64_t before_there = g->usage().allocated_bytes;
+  go = true;
+  there.join();
+  EXPECT_EQ(g->usage().allocated_bytes - before_there, 10u * 1000);
+  bool found = false;
+  for (const memlimits::task_info& t : listed) {
+    if (!t.fiber) continue;
+    found = true;
+    EXPECT_EQ(t.parent, creator_id);
+    EXPECT_EQ(t.contexts.size(), 1u);
+  }
+  EXPECT_TRUE(found) << "tasks() lists the fiber with its parent";
+  EXPECT_FALSE(g->exit().has_value());
+  g.reset();
+  f = std::move(f).resume();  // its next allocation raises: the guard exited
+  EXPECT_FALSE(f);
+  ASSERT_TRUE(stopped_by.has_value());
+  EXPECT_EQ(*stopped_by, memlimits::limit_kind::allocations);
+}
+
+}  // namespace
