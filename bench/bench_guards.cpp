@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "memlimits/limits.hpp"
+#include "memlimits/task.hpp"
 
 namespace {
 
@@ -78,6 +79,54 @@ void NewDeleteInsideGuard(benchmark::State& state) {
   }
 }
 BENCHMARK(NewDeleteInsideGuard);
+
+// bind_limits: one call of the bound callable runs the task as a fresh
+// child task (a task_state from the system allocator, a share of each
+// inherited context, a watch on each, made current and back). Measured
+// inside a guard of two contexts (an exact allocation limit and a memory
+// limit), beside the same task called directly inside it; "Allocating":
+// the task allocates and frees one 64-byte block, which in a child takes a
+// first slice of the shared budget (one compare-and-swap on its slow path).
+template <bool allocating>
+int child_work() {
+  if constexpr (allocating) {
+    void* p = ::operator new(64);
+    benchmark::DoNotOptimize(p);
+    ::operator delete(p);
+  }
+  return task();
+}
+
+template <bool allocating>
+void DirectInsideGuard(benchmark::State& state) {
+  auto r = memlimits::limit({.allocations = 1ull << 50, .memory = 1ull << 50}, [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(child_work<allocating>());
+  });
+  benchmark::DoNotOptimize(r);
+}
+BENCHMARK(DirectInsideGuard<false>)->Name("BindLimits/Direct");
+BENCHMARK(DirectInsideGuard<true>)->Name("BindLimits/DirectAllocating");
+
+template <bool allocating>
+void BoundInsideGuard(benchmark::State& state) {
+  auto r = memlimits::limit({.allocations = 1ull << 50, .memory = 1ull << 50}, [&] {
+    auto bound = memlimits::bind_limits(&child_work<allocating>);
+    for (auto _ : state) benchmark::DoNotOptimize(bound());
+  });
+  benchmark::DoNotOptimize(r);
+}
+BENCHMARK(BoundInsideGuard<false>)->Name("BindLimits/Invocation");
+BENCHMARK(BoundInsideGuard<true>)->Name("BindLimits/InvocationAllocating");
+
+// bind_limits itself: capturing the creator's guards (and trimming its
+// slice), then releasing them.
+void BindInsideGuard(benchmark::State& state) {
+  auto r = memlimits::limit({.allocations = 1ull << 50, .memory = 1ull << 50}, [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(memlimits::bind_limits(&task));
+  });
+  benchmark::DoNotOptimize(r);
+}
+BENCHMARK(BindInsideGuard)->Name("BindLimits/Capture");
 
 void MaskScope(benchmark::State& state) {
   for (auto _ : state) {

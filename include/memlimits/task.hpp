@@ -40,8 +40,8 @@
 //   });
 //
 // An exact allocation limit shared by children never lets their total
-// exceed it; it trips up to 64 KiB per task running at that moment early
-// (exact for a task alone). A memory limit is charged every child's samples
+// exceed it; it trips early by up to 64 KiB and one block per other task
+// running at that moment (exact for a task alone). A memory limit is charged every child's samples
 // and credited their frees, by any thread, at any time. When a guard trips
 // in any of its tasks, or its token is set, every task under it is
 // interrupted: the one that tripped at once, the others at their next

@@ -19,8 +19,11 @@
 // slices that the other tasks hold unused make a trip come early: by at
 // most max_slice bytes for each other task that has allocated since it was
 // last made current or created a child (the running ones, and a creator
-// waiting for its children after allocating), and never late. Owner thread
-// only, but the remainder and the totals.
+// waiting for its children after allocating), and never late. A block that
+// another task had in flight at the trip, paid for from its slice but not
+// yet granted, is refused too (limits/engine.cpp re-reads the trips after
+// the samples' dispatch): add at most one block per other task. Owner
+// thread only, but the remainder and the totals.
 // Layer 5.
 #pragma once
 

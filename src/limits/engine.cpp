@@ -89,10 +89,11 @@ void publish_allocated(task_state& t) noexcept {
 bool refuses(void* opaque, std::size_t bytes, core::call_kind kind, bool after_dispatch,
              const void* from) noexcept {
   task_state& t = *static_cast<task_state*>(opaque);
-  if (!after_dispatch) {
-    refresh_trips(t);  // what the task's other tasks tripped or closed
-    trip_before_allocation(t);
-  }
+  // What the context's other tasks tripped or closed meanwhile, also after
+  // the dispatch: a trip by another thread between the two steps refuses
+  // this block too.
+  refresh_trips(t);
+  if (!after_dispatch) trip_before_allocation(t);
   const bool refuse = t.tripped > 0 && eligible(t, kind, from);
   if (refuse) {
     core::refund_event(bytes);
