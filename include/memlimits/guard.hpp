@@ -77,8 +77,11 @@ class MEMLIMITS_API guard {
   // innermost of them that tripped (the order: global memory, token,
   // deadline, memory, allocations, outermost first), with no exception.
   std::optional<interruption> error() const noexcept;
-  // What the task used under the guard: before exit, as of its last
-  // allocation (to be read while its task is current); after, at the exit.
+  // What the task used under the guard, with its child tasks' totals
+  // (<memlimits/task.hpp>) as they last published them (at their slow
+  // paths, and when each stops running on a thread or ends): before exit,
+  // as of its last allocation (to be read while its task is current);
+  // after, at the exit.
   memlimits::usage usage() const noexcept;
   // Leaves the guard (again: does nothing) and returns error(). Must run
   // while the guard's task is current.

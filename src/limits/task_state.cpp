@@ -131,15 +131,24 @@ void update_deadline(task_state& t) noexcept {
     return;
   }
   std::uint64_t deadline = core::no_deadline;
+  bool stopped_meanwhile = false;
   for_each_share(t, [&](const context& c, const share& s, bool) {
-    if (!has_budget(c) || stopped(c)) return;
+    if (!has_budget(c)) return;
+    if (stopped(c)) {
+      // Another task tripped or closed it since this task last counted
+      // its trips (refresh_trips): with its deadline gone, the next
+      // allocation must still take the slow path to count it. The flags
+      // decide; the alarm that the trip raises is not relied on here.
+      stopped_meanwhile = true;
+      return;
+    }
     // The slow path runs at the first allocation taking the task past its
     // slice (limits/budget.hpp).
     const std::uint64_t at = t.position_base + s.slice_end;
     if (at < deadline) deadline = at;
   });
   core::set_deadline(deadline);
-  if (t.tripped > 0) core::force_next_event();
+  if (t.tripped > 0 || stopped_meanwhile) core::force_next_event();
 }
 
 task_state* switch_task(task_state* to) noexcept {

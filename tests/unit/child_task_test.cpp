@@ -18,6 +18,7 @@
 #include <new>
 #include <optional>
 #include <stop_token>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -107,7 +108,9 @@ TEST_P(SharedAllocationLimit, TheTotalNeverExceedsItAndTheTripComesWithinTheSlac
     sum += records[i].bytes;
   }
   const std::uint64_t total = r.usage().allocated_bytes;  // the workers' and the creator's
-  EXPECT_LE(sum, c.limit) << "summed over the workers";
+  std::string per_worker;
+  for (const worker_record& w : records) per_worker += " " + std::to_string(w.bytes.load());
+  EXPECT_LE(sum, c.limit) << "summed over the workers:" << per_worker;
   EXPECT_LE(total, c.limit) << "usage(); summed over the workers: " << sum;
   EXPECT_GE(total, sum);
   // Slices held unused by the other tasks (the creator's and the other
@@ -565,13 +568,17 @@ TEST(ChildTasks, SampledAllocationLimitsCountEveryChildsSamples) {
   memlimits::configure(s);
   constexpr int threads = 4;
   std::vector<worker_record> records(threads);
+  std::atomic<bool> go{false};
   auto r = memlimits::limit_allocations(4 * MiB, [&] {
-    std::vector<std::jthread> workers;
+    std::vector<std::jthread> workers;  // all started before any allocates
     workers.reserve(threads);
     for (int i = 0; i < threads; ++i) {
-      workers.emplace_back(
-          memlimits::bind_limits([&, i] { churn_until_interrupted(records[i], 1000); }));
+      workers.emplace_back(memlimits::bind_limits([&, i] {
+        await([&] { return go.load(); }, "the go");
+        churn_until_interrupted(records[i], 1000);
+      }));
     }
+    go = true;
     for (std::jthread& w : workers) w.join();
   });
   ASSERT_FALSE(r.has_value());
