@@ -9,7 +9,8 @@
 //
 // usage: bench_shared [--rounds R] [--mode none|private|shared|all]
 //                     [--threads T] [--allocations N]
-// Defaults: 11 rounds of all three modes, in turn within each round (so
+//                     [--limits allocations|memory|both]
+// Defaults: both limits (they never trip), 11 rounds of all three modes, in turn within each round (so
 // that drift in the machine's load falls on every mode alike), 8 threads,
 // 1,000,000 allocations per thread. Prints the median wall time of each
 // mode and the median of the per-round ratios to "none". Under callgrind
@@ -46,6 +47,9 @@ void (*volatile release)(void*) = &::operator delete;
 
 std::uint64_t allocations_per_thread = 1'000'000;
 int thread_count = 8;
+// The guards' limits: an exact allocation limit, a memory limit, or both.
+memlimits::limits guard_limits{.allocations = std::uint64_t{1} << 50,
+                               .memory = std::uint64_t{1} << 50};
 
 // One thread's work: allocations of varying sizes, the last 64 kept.
 void work(std::uint64_t seed) {
@@ -62,8 +66,6 @@ void work(std::uint64_t seed) {
   }
   for (void* p : ring) release(p);
 }
-
-constexpr std::uint64_t never = std::uint64_t{1} << 50;  // limits that do not trip
 
 double run_none() {
   const auto start = clock_type::now();
@@ -82,7 +84,7 @@ double run_private() {
     threads.reserve(thread_count);
     for (int t = 0; t < thread_count; ++t) {
       threads.emplace_back([t] {
-        auto r = memlimits::limit({.allocations = never, .memory = never}, [t] { work(t); });
+        auto r = memlimits::limit(guard_limits, [t] { work(t); });
         if (!r) std::abort();
       });
     }
@@ -92,7 +94,7 @@ double run_private() {
 
 double run_shared() {
   const auto start = clock_type::now();
-  auto r = memlimits::limit({.allocations = never, .memory = never}, [] {
+  auto r = memlimits::limit(guard_limits, [] {
     std::vector<std::jthread> threads;
     threads.reserve(thread_count);
     for (int t = 0; t < thread_count; ++t) {
@@ -121,11 +123,14 @@ int main(int argc, char** argv) {
       mode = argv[i + 1];
     } else if (std::strcmp(argv[i], "--threads") == 0) {
       thread_count = std::atoi(argv[i + 1]);
+    } else if (std::strcmp(argv[i], "--limits") == 0) {
+      if (std::strcmp(argv[i + 1], "allocations") == 0) guard_limits.memory.reset();
+      if (std::strcmp(argv[i + 1], "memory") == 0) guard_limits.allocations.reset();
     } else if (std::strcmp(argv[i], "--allocations") == 0) {
       allocations_per_thread = std::strtoull(argv[i + 1], nullptr, 10);
     } else {
       std::fprintf(stderr, "usage: %s [--rounds R] [--mode none|private|shared|all] "
-                   "[--threads T] [--allocations N]\n", argv[0]);
+                   "[--threads T] [--allocations N] [--limits allocations|memory|both]\n", argv[0]);
       return 2;
     }
   }

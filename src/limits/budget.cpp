@@ -54,6 +54,14 @@ void publish(context& c, share& s, std::uint64_t position) noexcept {
   s.published = used;
 }
 
+void publish_on_allocation(context& c, share& s, std::uint64_t position) noexcept {
+  if (position - s.start - s.published < publish_interval &&
+      c.members.load(std::memory_order_relaxed) > 1) {
+    return;
+  }
+  publish(c, s, position);
+}
+
 std::uint64_t allocated_with(const context& c, const share& s, std::uint64_t position) noexcept {
   return c.allocated.load(std::memory_order_relaxed) + (position - s.start - s.published);
 }

@@ -53,6 +53,14 @@ void trim_slice(context& c, share& s, std::uint64_t position) noexcept;
 // context's total.
 void publish(context& c, share& s, std::uint64_t position) noexcept;
 
+// On the allocation path: publishes at every slow path while the task is
+// alone under the context, and once per publish_interval bytes of the task
+// while the context is shared (each publication is a write to a cache line
+// that all its tasks share). Switches, exits and the ends of children
+// publish at once.
+inline constexpr std::uint64_t publish_interval = 256 * 1024;
+void publish_on_allocation(context& c, share& s, std::uint64_t position) noexcept;
+
 // The bytes allocated under the context, with the calling owner's share
 // counted up to `position`.
 std::uint64_t allocated_with(const context& c, const share& s, std::uint64_t position) noexcept;

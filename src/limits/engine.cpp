@@ -79,10 +79,11 @@ void trip_before_allocation(task_state& t) noexcept {
   });
 }
 
-// Monitoring and usage() see the allocated bytes as of this event.
+// Monitoring and usage() see the allocated bytes as of this event (of a
+// shared context: within publish_interval per task).
 void publish_allocated(task_state& t) noexcept {
   const std::uint64_t position = task_position(t);
-  for_each_share(t, [&](context& c, share& s, bool) { publish(c, s, position); });
+  for_each_share(t, [&](context& c, share& s, bool) { publish_on_allocation(c, s, position); });
 }
 
 // task_ops::refuses (core/limits_port.hpp): step 2 or 4 of an allocation.

@@ -116,7 +116,7 @@ void guard_scope::enter(const token* t, std::uint64_t limit, const char* paramet
   task_state& owner = current_task();
   register_task(owner);
 
-  void* memory = platform::system::malloc(sizeof(context));
+  void* memory = platform::system::memalign(alignof(context), sizeof(context));
   if (memory == nullptr) throw std::bad_alloc();
   auto* c = new (memory) context;
   c->kind = kind;

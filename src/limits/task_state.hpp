@@ -78,32 +78,39 @@ struct context {
   // guarded code lie below it (limits/raise_point.cpp). 0: unknown.
   std::uintptr_t frame_boundary = 0;
 
-  share owner;  // the share of the task that entered the guard
-
-  // Bytes allocated under the context, as its tasks last published them
-  // (at their slow paths and switches; exact once they have all left).
-  std::atomic<std::uint64_t> allocated{0};
-  std::atomic<std::uint64_t> samples{0};
-  // Sampled allocation limits: the tasks' samples thinned to `rate`, so
-  // that a rate raised by configure() during the guard does not move the
-  // trip point.
-  std::atomic<std::uint64_t> samples_at_entry_rate{0};
-  // Exact allocation limits: the budget in no task's slice. While the task
-  // that entered the guard is alone, its slice is the whole limit and this
-  // is 0.
-  std::atomic<std::int64_t> remaining{0};
-  // Tasks under the context, and lineages captured from them (bind_limits).
-  std::atomic<std::uint32_t> members{1};
+  // Read at every slow path of its tasks; written at the trip, the exit,
+  // and when tasks come under it or leave.
+  std::atomic<bool> tripped{false};
   // The guard exited: its children are interrupted, as by a trip.
   std::atomic<bool> closed{false};
+  // Tasks under the context, and lineages captured from them (bind_limits).
+  std::atomic<std::uint32_t> members{1};
   // The alarms of the threads running its members; the first node is the
   // owner's, embedded.
   watch_list watchers;
   alarm_watch owner_watch;
+
+  // What the tasks write often, each in cache lines of its own, so that
+  // one task's writes do not evict what the others read above.
+  // The share of the task that entered the guard (its owner's).
+  alignas(64) share owner;
+  // Exact allocation limits: the budget in no task's slice. While the task
+  // that entered the guard is alone, its slice is the whole limit and this
+  // is 0.
+  alignas(64) std::atomic<std::int64_t> remaining{0};
+  // Bytes allocated under the context, as its tasks last published them
+  // (limits/budget.hpp: publish; exact once they have all left).
+  alignas(64) std::atomic<std::uint64_t> allocated{0};
+  // Charged at samples, credited at frees.
+  alignas(64) std::atomic<std::uint64_t> samples{0};
+  // Sampled allocation limits: the tasks' samples thinned to `rate`, so
+  // that a rate raised by configure() during the guard does not move the
+  // trip point.
+  std::atomic<std::uint64_t> samples_at_entry_rate{0};
   std::atomic<std::int64_t> live_bytes{0};    // charged samples minus credited frees, in bytes
   std::atomic<std::int64_t> live_samples{0};  // the same, in samples
-  std::atomic<bool> tripped{false};
-  std::atomic<std::uint32_t> references{1};
+  // Taken and dropped by each sampled block charged to it.
+  alignas(64) std::atomic<std::uint32_t> references{1};
 };
 
 // noexcept boundaries that the handler search found above the task's

@@ -469,15 +469,16 @@ TEST(ChildTasks, AsyncWithAValueAndAfterAnInterruption) {
 TEST(ChildTasks, AJthreadRunawayEndsWithoutTerminatingTheProcess) {
   std::atomic<bool> started{false}, stop_token_seen{false};
   auto r = memlimits::limit_allocations(1 * MiB, [&] {
+    // bind_limits keeps the callee's signature: a jthread passes its stop
+    // token to a function that takes one. (First: once the runaway trips
+    // the limit, this thread's next allocation is interrupted too.)
+    std::jthread(memlimits::bind_limits([&](std::stop_token st) {
+      stop_token_seen = st.stop_possible();
+    })).join();
     // A void child that never catches: the wrapper ends it quietly.
     std::jthread runaway(memlimits::bind_limits([&] {
       started = true;
       for (;;) churn(1, 64);
-    }));
-    // bind_limits keeps the callee's signature: a jthread passes its stop
-    // token to a function that takes one.
-    std::jthread polite(memlimits::bind_limits([&](std::stop_token st) {
-      stop_token_seen = st.stop_possible();
     }));
   });
   ASSERT_FALSE(r.has_value());
