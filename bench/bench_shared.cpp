@@ -10,11 +10,13 @@
 // usage: bench_shared [--rounds R] [--mode none|private|shared|all]
 //                     [--threads T] [--allocations N]
 //                     [--limits allocations|memory|both]
-// Defaults: both limits (they never trip), 11 rounds of all three modes, in turn within each round (so
-// that drift in the machine's load falls on every mode alike), 8 threads,
-// 1,000,000 allocations per thread. Prints the median wall time of each
-// mode and the median of the per-round ratios to "none". Under callgrind
-// (which runs one thread at a time), run one mode and one round:
+// Defaults: both limits (they never trip), 11 rounds of all three modes, in
+// turn within each round, the order flipping every round (so that drift in
+// the machine's load falls on every mode alike), 8 threads, 1,000,000
+// allocations per thread. Prints the median wall time of each mode and the
+// medians of its per-round ratios to the modes before it ("none", then
+// "private"). Under callgrind (which runs one thread at a time), run one mode
+// and one round:
 //   valgrind --tool=callgrind bench_shared --mode shared --rounds 1
 //
 // Each thread allocates blocks of 16 to 1,039 bytes (a fixed sequence) with
@@ -150,16 +152,26 @@ int main(int argc, char** argv) {
     return 2;
   }
   for (int round = 0; round < rounds; ++round) {
-    for (entry& e : modes) e.seconds.push_back(e.run());
+    // The order flips every round, so that a trend in the machine's load
+    // falls on every mode alike.
+    for (std::size_t i = 0; i < modes.size(); ++i) {
+      entry& e = modes[round % 2 == 0 ? i : modes.size() - 1 - i];
+      e.seconds.push_back(e.run());
+    }
   }
   std::printf("%d threads x %llu allocations, %d rounds\n", thread_count,
               static_cast<unsigned long long>(allocations_per_thread), rounds);
-  for (const entry& e : modes) {
+  const auto ratio = [&](const entry& e, const entry& base) {
+    std::vector<double> ratios;
+    for (int r = 0; r < rounds; ++r) ratios.push_back(e.seconds[r] / base.seconds[r]);
+    return median(ratios);
+  };
+  for (std::size_t i = 0; i < modes.size(); ++i) {
+    const entry& e = modes[i];
     std::printf("  %-8s median %.4f s", e.name, median(e.seconds));
-    if (modes.size() > 1 && &e != &modes[0]) {
-      std::vector<double> ratios;
-      for (int r = 0; r < rounds; ++r) ratios.push_back(e.seconds[r] / modes[0].seconds[r]);
-      std::printf("   per-round ratio to %s: median %.4f", modes[0].name, median(ratios));
+    // Per-round ratios to each mode before it: none, then private.
+    for (std::size_t j = 0; j < i; ++j) {
+      std::printf("   / %s: %.4f", modes[j].name, ratio(e, modes[j]));
     }
     std::printf("\n");
   }

@@ -25,7 +25,10 @@
 //   2. task_refuses(bytes, kind, false, from)  before the block exists:
 //                                              exact allocation limits,
 //                                              tokens, a task already
-//                                              interrupted;
+//                                              interrupted; when nothing
+//                                              but the deadline fired (a
+//                                              slice of a shared budget ran
+//                                              out), task_ops::refill first;
 //   3. the block is allocated; its samples are dispatched (the engine's
 //      subscriber charges them, and may trip a memory or global limit);
 //   4. task_refuses(bytes, kind, true, from)   only if it was sampled:
@@ -66,6 +69,13 @@ struct task_ops {
   // is on; must not allocate through the hooks.
   bool (*refuses)(void* task, std::size_t bytes, call_kind kind, bool after_dispatch,
                   const void* from) noexcept;
+  // Step 2 when the event was the deadline alone (no sample, no alarm, no
+  // rate change): the cheap case of refuses(), for a task that is not
+  // interrupted and whose budgets pay for the block. Takes the new slices,
+  // keeps the counters and the deadline current, and returns true (the
+  // block goes ahead); returns false when refuses() must decide. Sampling
+  // is on; must not allocate through the hooks.
+  bool (*refill)(void* task) noexcept;
   // Throws the calling task's interruption (limit_reached).
   void (*raise)();
 };
@@ -116,6 +126,9 @@ MEMLIMITS_ALWAYS_INLINE bool task_refuses(std::size_t bytes, call_kind kind, boo
                                           const void* from) noexcept {
   thread_state& s = this_thread_state();
   if (s.limited_task_ == nullptr || s.reentry_ > 0) return false;
+  if (!after_dispatch && s.deadline_only_ != 0 && installed_task_ops->refill(s.limited_task_)) {
+    return false;
+  }
   return installed_task_ops->refuses(s.limited_task_, bytes, kind, after_dispatch, from);
 }
 

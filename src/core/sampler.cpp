@@ -155,7 +155,7 @@ std::uint64_t on_event(std::size_t bytes) noexcept {
   // Clear the alarm before reading the state it announces: a request that
   // this exchange consumes (the requester's release store) is visible to the
   // reads below; one made later raises the alarm again.
-  s.alarm_.level.exchange(0, std::memory_order_acq_rel);
+  const std::int64_t level = s.alarm_.level.exchange(0, std::memory_order_acq_rel);
 
   // This block occupies bytes [before, after) of the stream since the arm
   // point. consume() subtracted counted_bytes(bytes) modulo 2^64, so adding
@@ -171,11 +171,16 @@ std::uint64_t on_event(std::size_t bytes) noexcept {
   std::int64_t before = s.armed_ - countdown_before;
   std::int64_t after = before + block;
 
+  // Nothing but the countdown's deadline brought the thread here unless
+  // this is its first event, the alarm was raised, the rate changed, or
+  // the block holds a sample (limits_port.hpp: task_ops::refill).
+  bool deadline_only = level == 0;
   if (s.status_ == status_new) {
     // countdown_ was 0: the stream starts with this block.
     start_thread(s);
     before = 0;
     after = block;
+    deadline_only = false;
   }
   if (s.rate_epoch_ != global_rate_epoch.load(std::memory_order_acquire) ||
       s.to_sample_ == INT64_MAX) {
@@ -184,6 +189,7 @@ std::uint64_t on_event(std::size_t bytes) noexcept {
     load_rate(s);
     draw_next_sample(s);
     s.to_sample_ += before;
+    deadline_only = false;
   }
 
   std::uint64_t samples = 0;
@@ -193,11 +199,13 @@ std::uint64_t on_event(std::size_t bytes) noexcept {
     const auto words_after = static_cast<std::uint64_t>((after - s.to_sample_) / 8 - 1);
     samples = 1 + draw_binomial(s.rng_, words_after, s.rate_);
     draw_next_sample(s);
+    deadline_only = false;
   } else {
     s.to_sample_ -= after;
   }
   if (s.to_deadline_ != INT64_MAX) s.to_deadline_ -= after;
   s.position_at_arm_ += static_cast<std::uint64_t>(after);
+  s.deadline_only_ = deadline_only ? 1 : 0;
   arm(s);
   --s.reentry_;
   errno = saved_errno;

@@ -48,6 +48,7 @@ struct thread_state {
   std::uint32_t reentry_;    // > 0 inside the slow path or a callback: sampling off
   std::uint8_t status_;      // status_new, status_live, status_exited
   std::uint8_t refusal_;     // a limit refused the allocation in progress (limits_port.hpp)
+  std::uint8_t deadline_only_;  // the last event: only the deadline fired (limits_port.hpp)
   void* limited_task_;       // the limits engine's task while it has a guard
   thread_state* prev_;       // thread registry, under the registry lock
   thread_state* next_;

@@ -7,7 +7,8 @@
 // countdown's deadline is the end of its slice, so the fast path is
 // unchanged. When an allocation takes it past the end, its slow path takes
 // what the allocation needs plus a new slice from the context's remainder
-// with one compare-and-swap; when the remainder cannot pay for the
+// with one compare-and-swap (limits/engine.cpp: refill, when nothing else
+// sent the allocation there); when the remainder cannot pay for the
 // allocation, the context trips. While the task that entered the guard is
 // alone, its slice is the whole budget and the limit is as exact as a
 // task's own. Once it has children, a slice is at most
@@ -38,6 +39,12 @@ inline constexpr std::uint64_t max_slice = 64 * 1024;
 // Whether the context has an exact allocation budget (shares hold slices).
 inline bool has_budget(const context& c) noexcept {
   return c.kind == limit_kind::allocations && !c.sampled;
+}
+
+// The stream position of the end of the task's slice: its countdown's
+// deadline for the context.
+inline std::uint64_t slice_deadline(const task_state& t, const share& s) noexcept {
+  return t.position_base + s.slice_end;
 }
 
 // The task's allocations reached `position`, past its slice: takes the

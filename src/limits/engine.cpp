@@ -2,7 +2,8 @@
 // path (core/limits_port.hpp's protocol) and the charging of samples:
 //  * refuses(): exact allocation limits (the countdown's deadline brought us
 //    here), tokens, and whether an interrupted task's allocation is raised
-//    now (eligible) or deferred;
+//    now (eligible) or deferred; refill(), its cheap case when a slice of a
+//    shared budget ran out;
 //  * on_alloc(): each sample of a task is charged to every context of the
 //    task, all or nothing; memory, sampled-allocation and global limits are
 //    checked there;
@@ -12,6 +13,7 @@
 // could re-enter. Layer 5.
 #include "limits/engine.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <exception>
 #include <mutex>
@@ -105,6 +107,41 @@ bool refuses(void* opaque, std::size_t bytes, core::call_kind kind, bool after_d
   return refuse;
 }
 
+// task_ops::refill (core/limits_port.hpp): step 2 when only the deadline
+// fired, which under a budget shared with other tasks is the end of a
+// slice, once per max_slice bytes of each task. One walk over the task's
+// contexts does what refuses() would: takes new slices, publishes, and
+// sets the next deadline. Anything else (a context stopped by another task
+// or closed, a token set, a budget that cannot pay for the block) is left
+// to refuses(); the slices taken meanwhile stay taken, and a second
+// publication publishes nothing.
+bool refill(void* opaque) noexcept {
+  task_state& t = *static_cast<task_state*>(opaque);
+  if (t.tripped > 0) return false;
+  const std::uint64_t position = task_position(t);  // includes this block
+  std::uint64_t deadline = core::no_deadline;
+  bool paid = true;
+  for_each_share(t, [&](context& c, share& s, bool) {
+    if (!paid) return;
+    if (stopped(c) ||
+        (c.kind == limit_kind::token && c.token->flag.load(std::memory_order_acquire))) {
+      paid = false;
+      return;
+    }
+    if (has_budget(c)) {
+      if (position > s.slice_end && !extend_slice(c, s, position)) {
+        paid = false;
+        return;
+      }
+      deadline = std::min(deadline, slice_deadline(t, s));
+    }
+    publish_on_allocation(c, s, position);
+  });
+  if (!paid) return false;
+  core::set_deadline(deadline);
+  return true;
+}
+
 void raise() {
   const limit_kind kind = current_task().raise_kind;
   // The exception object is allocated with sampling off, so that building
@@ -183,7 +220,7 @@ void on_free(void*, void* cookie) noexcept {
 void start_engine() {
   static std::once_flag once;
   std::call_once(once, [] {
-    core::install_task_ops({&refuses, &raise});
+    core::install_task_ops({&refuses, &refill, &raise});
     const double rate = engine.rate.load(std::memory_order_relaxed);
     const int slot = core::subscribe({nullptr, &on_alloc, &on_free}, rate, 0);
     if (slot < 0) {

@@ -2,6 +2,7 @@
 // switching the task that runs on a thread. Layer 5.
 #include "limits/task_state.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -144,8 +145,7 @@ void update_deadline(task_state& t) noexcept {
     }
     // The slow path runs at the first allocation taking the task past its
     // slice (limits/budget.hpp).
-    const std::uint64_t at = t.position_base + s.slice_end;
-    if (at < deadline) deadline = at;
+    deadline = std::min(deadline, slice_deadline(t, s));
   });
   core::set_deadline(deadline);
   if (t.tripped > 0 || stopped_meanwhile) core::force_next_event();
