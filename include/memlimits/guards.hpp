@@ -98,6 +98,7 @@ class MEMLIMITS_API guard_scope {
   context* context_;
   limit_kind kind_;
   const char* function_;  // null: the limit_* function of kind_
+  const char* parameter_ = nullptr;  // the limit's parameter, for messages ("limits.deadline")
   bool finished_ = false;
   bool tripped_at_exit_ = false;
   memlimits::usage used_{};

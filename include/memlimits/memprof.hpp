@@ -87,6 +87,9 @@ struct heap_stack {
                                 // max_stacks, or no frame found)
   std::int64_t live_bytes = 0;  // estimated: round(samples * 8 / rate)
   std::uint64_t samples = 0;    // samples of the blocks allocated from here, not yet freed
+  std::int64_t live_objects = 0;  // estimated blocks allocated from here, not yet freed:
+                                  // each sampled block counts 1 / q, q = 1 - (1 - rate)^words
+                                  // the probability that a block of its size is sampled
 };
 
 // The live heap by callstack: a profile whose tracker adds each sampled
@@ -113,8 +116,8 @@ class MEMLIMITS_API heap_profile {
   // [1, profile::max_callstack_size]; max_stacks: distinct stacks kept, in
   // [1, max_stacks_limit] (the samples of stacks beyond are counted in one
   // stack with no frames). The table reserves address space for 4/3 to 8/3
-  // of max_stacks entries of 8 * callstack_size + 24 bytes (a power of two
-  // of them), committed as they fill: 70 MB reserved by default. Throws
+  // of max_stacks entries of 8 * callstack_size + 32 bytes (a power of two
+  // of them), committed as they fill: 71 MB reserved by default. Throws
   // std::invalid_argument on a bad argument, std::length_error when
   // profile::max_profiles profiles already run, std::bad_alloc when the table
   // cannot be mapped.

@@ -64,13 +64,16 @@ bool eligible(task_state& t, core::call_kind kind, const void* from) noexcept {
 // set.
 // An exact allocation limit shared with other tasks trips when the budget
 // they have not yet taken cannot pay for the block (limits/budget.hpp).
-void trip_before_allocation(task_state& t) noexcept {
+void trip_before_allocation(task_state& t, std::size_t bytes) noexcept {
   const std::uint64_t position = task_position(t);  // includes this block
   for_each_share(t, [&](context& c, share& s, bool) {
     if (stopped(c)) return;
     switch (c.kind) {
       case limit_kind::allocations:
-        if (!c.sampled && position > s.slice_end && !extend_slice(c, s, position)) trip(t, c);
+        if (!c.sampled && position > s.slice_end && !extend_slice(c, s, position)) {
+          const std::uint64_t before = allocated_with(c, s, position) - core::event_bytes(bytes);
+          trip(t, c, bytes, static_cast<std::int64_t>(before));
+        }
         break;
       case limit_kind::token:
         if (c.token->flag.load(std::memory_order_acquire)) trip(t, c);
@@ -96,7 +99,7 @@ bool refuses(void* opaque, std::size_t bytes, core::call_kind kind, bool after_d
   // the dispatch: a trip by another thread between the two steps refuses
   // this block too.
   refresh_trips(t);
-  if (!after_dispatch) trip_before_allocation(t);
+  if (!after_dispatch) trip_before_allocation(t, bytes);
   const bool refuse = t.tripped > 0 && eligible(t, kind, from);
   if (refuse) {
     core::refund_event(bytes);
@@ -174,7 +177,9 @@ void* on_alloc(void*, const core::sampled_block& block) {
       case limit_kind::memory:
         // In samples, not bytes: 8 / rate need not be an integer, and the
         // rounded weights would move the trip point.
-        if (live >= static_cast<std::int64_t>(c->sample_threshold)) trip(t, *c);
+        if (live >= static_cast<std::int64_t>(c->sample_threshold)) {
+          trip(t, *c, block.size, core::sample_weight_bytes(static_cast<std::uint64_t>(live), rate));
+        }
         break;
       case limit_kind::allocations:
         if (c->sampled) {
@@ -187,12 +192,12 @@ void* on_alloc(void*, const core::sampled_block& block) {
           }
           const std::uint64_t total =
               c->samples_at_entry_rate.fetch_add(mine, std::memory_order_relaxed) + mine;
-          if (total >= c->sample_threshold) trip(t, *c);
+          if (total >= c->sample_threshold) trip(t, *c, block.size);
         }
         break;
       case limit_kind::global_memory:
         if (global_exceeded < 0) global_exceeded = global_limit_exceeded() ? 1 : 0;
-        if (global_exceeded == 1) trip(t, *c);
+        if (global_exceeded == 1) trip(t, *c, block.size);
         break;
       case limit_kind::token:
         break;

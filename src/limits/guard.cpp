@@ -1,12 +1,10 @@
 // limits/guard.cpp — entering and leaving a guard (detail::guard_scope of
-// <memlimits/limits.hpp>), argument checks, and the one log line of an
-// interrupted guard. Layer 5.
-#include <spdlog/cfg/env.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-
+// <memlimits/limits.hpp>, memlimits::guard) and their argument checks; an
+// interrupted guard's log line is limits/report.cpp's. Layer 5.
 #include <cxxabi.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -17,6 +15,7 @@
 #include "limits/budget.hpp"
 #include "limits/engine.hpp"
 #include "limits/registry.hpp"
+#include "limits/report.hpp"
 #include "limits/task_state.hpp"
 #include "limits/timer.hpp"
 #include "limits/token_state.hpp"
@@ -35,45 +34,6 @@ const char* guard_name(limit_kind kind) noexcept {
     case limit_kind::token: return "memlimits::limit_with_token";
   }
   return "memlimits";
-}
-
-// The "memlimits" logger of spdlog's registry: the user's, if they
-// registered one under that name, else a colour stderr logger whose level
-// SPDLOG_LEVEL sets (e.g. SPDLOG_LEVEL=memlimits=warn).
-std::shared_ptr<spdlog::logger> logger() {
-  if (auto mine = spdlog::get("memlimits")) return mine;
-  try {
-    auto made = spdlog::stderr_color_mt("memlimits");
-    spdlog::cfg::load_env_levels();
-    return made;
-  } catch (const spdlog::spdlog_ex&) {
-    return spdlog::get("memlimits");  // registered meanwhile
-  }
-}
-
-void log_interrupted(const char* name, limit_kind kind, std::int64_t limit,
-                     const usage& used) noexcept {
-  // Outside the task's accounting, and never interrupted.
-  core::sampling_off off;
-  try {
-    auto out = logger();
-    if (!out) return;
-    if (kind == limit_kind::allocations || kind == limit_kind::memory) {
-      out->info("{} ended interrupted: {} limit {} B reached; allocated {} B, {} samples, live {} B",
-                name, to_string(kind), limit, used.allocated_bytes, used.samples,
-                used.memory_bytes);
-    } else if (kind == limit_kind::global_memory) {
-      out->info("{} ended interrupted: global memory limit {} B reached; allocated {} B, "
-                "{} samples, live {} B",
-                name, global_memory_limit(), used.allocated_bytes, used.samples,
-                used.memory_bytes);
-    } else {
-      out->info("{} ended interrupted: token set; allocated {} B, {} samples, live {} B",
-                name, used.allocated_bytes, used.samples, used.memory_bytes);
-    }
-  } catch (...) {
-    // Diagnostics never change the outcome.
-  }
 }
 
 [[noreturn]] void bad_limit(const char* function, const char* parameter, std::uint64_t limit) {
@@ -103,6 +63,7 @@ guard_scope::guard_scope(limit_kind kind, std::uint64_t limit, const token* t,
 
 void guard_scope::enter(const token* t, std::uint64_t limit, const char* parameter,
                         std::uintptr_t frame_boundary) {
+  parameter_ = parameter;
   const limit_kind kind = kind_;
   if ((kind == limit_kind::allocations || kind == limit_kind::memory) &&
       limit > static_cast<std::uint64_t>(INT64_MAX)) {
@@ -192,13 +153,20 @@ usage guard_scope::finish() noexcept {
   context* c = context_;
   const memlimits::usage used = usage();
   tripped_at_exit_ = c->tripped.load(std::memory_order_relaxed);
-  const limit_kind kind = c->kind;
-  const std::int64_t limit = c->limit;
+  trip_report report;
+  if (tripped_at_exit_) {
+    report.kind = c->kind;
+    report.limit = c->kind == limit_kind::global_memory ? global_memory_limit() : c->limit;
+    report.block = c->trip_block.load(std::memory_order_relaxed);
+    report.used = c->trip_used.load(std::memory_order_relaxed);
+    report.allocated = used.allocated_bytes;
+    report.deadline = parameter_ != nullptr && std::strcmp(parameter_, "limits.deadline") == 0;
+  }
   pop_context(owner, c);  // c may be gone now
   finished_ = true;
   used_ = used;
   if (tripped_at_exit_) {
-    log_interrupted(function_ != nullptr ? function_ : guard_name(kind), kind, limit, used);
+    log_interrupted(function_ != nullptr ? function_ : guard_name(report.kind), report);
   }
   return used;
 }

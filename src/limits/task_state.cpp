@@ -100,8 +100,10 @@ void refresh_trips(task_state& t) noexcept {
   t.tripped = count;
 }
 
-void trip(task_state& t, context& c) noexcept {
+void trip(task_state& t, context& c, std::uint64_t block, std::int64_t used) noexcept {
   if (!c.tripped.exchange(true, std::memory_order_seq_cst)) {
+    c.trip_block.store(block, std::memory_order_relaxed);
+    c.trip_used.store(used, std::memory_order_relaxed);
     // Every task under the context is interrupted: the others at their
     // next allocation.
     if (c.members.load(std::memory_order_acquire) > 1) raise_watchers(c.watchers);

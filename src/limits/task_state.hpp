@@ -89,6 +89,13 @@ struct context {
   // owner's, embedded.
   watch_list watchers;
   alarm_watch owner_watch;
+  // What the trip was, for the guard's log line: the size of the
+  // allocation that tripped it (0: none, e.g. a token seen by poll()), and
+  // the context's use then in its own unit (allocated bytes before that
+  // allocation; estimated live bytes after it; -1: not recorded). Written
+  // once, by the task that trips it.
+  std::atomic<std::uint64_t> trip_block{0};
+  std::atomic<std::int64_t> trip_used{-1};
 
   // What the tasks write often, each in cache lines of its own, so that
   // one task's writes do not evict what the others read above.
@@ -216,7 +223,7 @@ context* push_context(task_state& t, context* c) noexcept;
 void pop_context(task_state& t, context* c) noexcept;
 
 // Marks a context of the calling task as tripped (owner thread).
-void trip(task_state& t, context& c) noexcept;
+void trip(task_state& t, context& c, std::uint64_t block = 0, std::int64_t used = -1) noexcept;
 
 // Calls f(context&, share&, bool own) for each context of the task's chain,
 // innermost first; `own`: entered by this task, not inherited.

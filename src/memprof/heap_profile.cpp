@@ -28,6 +28,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -46,6 +47,7 @@
 #include "core/distributions.hpp"
 #include "core/sampler.hpp"
 #include "memlimits/memprof.hpp"
+#include "memprof/output.hpp"
 #include "platform/platform.hpp"
 
 namespace memlimits::memprof {
@@ -54,20 +56,33 @@ namespace {
 constexpr std::uint64_t key_empty = 0;
 constexpr std::uint64_t key_busy = 1;
 
-// Cookie: (samples << index_bits) | (entry + 1); entry == capacity is the
-// stack of the blocks whose stack is not recorded. The capacity is at most
-// 2^24 (see the static_assert), so entry + 1 fits 25 bits and a block may
-// carry up to 2^39 - 1 samples (4 TiB at rate 1); a larger block is not
-// tracked.
+// Cookie, one of two forms (bit 63 tells which):
+//   small: (words << 33) | (samples << 25) | (entry + 1), for a block of
+//          fewer than 2^30 words (8 GiB) with fewer than 256 samples;
+//   large: (1 << 63) | (samples << 25) | (entry + 1), any other block.
+// entry == capacity is the stack of the blocks whose stack is not recorded.
+// The capacity is at most 2^24 (see the static_assert), so entry + 1 fits 25
+// bits; a large block may carry up to 2^38 - 1 samples (2 TiB at rate 1), and
+// a larger one is not tracked. The words let the free take back exactly the
+// object weight that the allocation added (object_weight).
 constexpr int index_bits = 25;
 constexpr std::uint64_t index_mask = (std::uint64_t{1} << index_bits) - 1;
-constexpr std::uint64_t max_cookie_samples = (std::uint64_t{1} << (64 - index_bits)) - 1;
+constexpr int small_sample_bits = 8;
+constexpr int words_shift = index_bits + small_sample_bits;
+constexpr std::uint64_t small_max_words = (std::uint64_t{1} << 30) - 1;
+constexpr std::uint64_t small_max_samples = (std::uint64_t{1} << small_sample_bits) - 1;
+constexpr std::uint64_t large_form = std::uint64_t{1} << 63;
+constexpr std::uint64_t max_cookie_samples = (std::uint64_t{1} << (63 - index_bits)) - 1;
+
+// Object weights are kept in fixed point, in 1/256 of an object.
+constexpr double object_unit = 256.0;
 
 // Implicit-lifetime, so that the zero-filled mapping already holds empty
 // entries; accessed through std::atomic_ref.
 struct stack_entry {
   std::uint64_t key;          // atomic: key_empty, key_busy or the frames' hash
   std::int64_t live_samples;  // atomic
+  std::int64_t live_objects;  // atomic: the live blocks' object weights, in object_unit
   std::uint32_t depth;        // frames used; written before key is published
   std::uint32_t unused;
 };
@@ -174,87 +189,6 @@ class frame_namer {
   std::unordered_map<void*, std::string> names_;
 };
 
-// ---- output ----
-
-// Where a writer's text goes.
-class text_sink {
- public:
-  virtual void put(std::string_view text) = 0;
-
- protected:
-  ~text_sink() = default;
-};
-
-class ostream_sink final : public text_sink {
- public:
-  explicit ostream_sink(std::ostream& out) : out_(out) {}
-  void put(std::string_view text) override {
-    out_.write(text.data(), static_cast<std::streamsize>(text.size()));
-  }
-
- private:
-  std::ostream& out_;
-};
-
-class file_sink final : public text_sink {
- public:
-  explicit file_sink(std::FILE* out) : out_(out) {}
-  void put(std::string_view text) override {
-    if (failed_) return;
-    if (std::fwrite(text.data(), 1, text.size(), out_) != text.size()) {
-      failed_ = true;
-      error_ = errno != 0 ? errno : EIO;
-    }
-  }
-  // Throws std::system_error when a write failed.
-  void finish(const char* what) {
-    if (std::fflush(out_) != 0 && !failed_) {
-      failed_ = true;
-      error_ = errno != 0 ? errno : EIO;
-    }
-    if (failed_ || std::ferror(out_) != 0) {
-      throw std::system_error(error_ != 0 ? error_ : EIO, std::generic_category(), what);
-    }
-  }
-
- private:
-  std::FILE* out_;
-  bool failed_ = false;
-  int error_ = 0;
-};
-
-// Writes through `write(FILE*)` into a temporary file beside `path`, then
-// renames it over `path`: a reader never sees half a profile, and of
-// processes that write the same path (a forked child) the last one wins.
-template <class Write>
-void write_file_atomically(const std::string& path, const char* what, Write&& write) {
-  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
-  std::FILE* file = std::fopen(temporary.c_str(), "w");
-  if (file == nullptr) {
-    throw std::system_error(errno, std::generic_category(),
-                            std::string(what) + ": cannot open " + temporary);
-  }
-  try {
-    write(file);
-  } catch (...) {
-    std::fclose(file);
-    std::remove(temporary.c_str());
-    throw;
-  }
-  if (std::fclose(file) != 0) {
-    const int error = errno;
-    std::remove(temporary.c_str());
-    throw std::system_error(error, std::generic_category(),
-                            std::string(what) + ": cannot write " + temporary);
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    std::remove(temporary.c_str());
-    throw std::system_error(error, std::generic_category(),
-                            std::string(what) + ": cannot rename " + temporary + " to " + path);
-  }
-}
-
 std::string format(const char* pattern, auto... values) {
   char buffer[256];
   const int length = std::snprintf(buffer, sizeof buffer, pattern, values...);
@@ -271,7 +205,7 @@ std::int64_t total_bytes(const std::vector<heap_stack>& stacks) {
   return total;
 }
 
-void write_folded_to(const std::vector<heap_stack>& stacks, text_sink& out) {
+void write_folded_to(const std::vector<heap_stack>& stacks, detail::output_sink& out) {
   // Stacks of distinct return addresses may have the same names (two calls
   // in one function): one line per distinct named stack.
   frame_namer name(false);
@@ -310,7 +244,7 @@ std::string readable_bytes(double bytes) {
 }
 
 void write_top_to(const std::vector<heap_stack>& stacks, double rate, std::size_t top,
-                  text_sink& out) {
+                  detail::output_sink& out) {
   const std::int64_t total = total_bytes(stacks);
   std::uint64_t samples = 0;
   for (const heap_stack& s : stacks) samples += s.samples;
@@ -364,6 +298,7 @@ class heap_profile::impl final : public tracker {
  public:
   impl(double rate, std::size_t depth, std::size_t max_stacks)
       : rate_(rate),
+        log1m_rate_(std::log1p(-rate)),
         depth_(depth),
         limit_(max_stacks),
         capacity_(table_capacity(max_stacks)),
@@ -373,37 +308,52 @@ class heap_profile::impl final : public tracker {
         profile_(*this, rate, depth) {}
 
   void* on_alloc(const allocation& a) override {
-    if (a.n_samples > max_cookie_samples) return nullptr;  // a block beyond 4 TiB at rate 1
+    if (a.n_samples > max_cookie_samples) return nullptr;  // a block beyond 2 TiB at rate 1
     const std::size_t n = a.callstack.size() < depth_ ? a.callstack.size() : depth_;
     const std::size_t index = n == 0 ? capacity_ : find_or_insert(a.callstack.data(), n);
-    std::atomic_ref<std::int64_t>(live_of(index))
-        .fetch_add(static_cast<std::int64_t>(a.n_samples), std::memory_order_relaxed);
-    return reinterpret_cast<void*>(
-        static_cast<std::uintptr_t>((a.n_samples << index_bits) | (index + 1)));
+    const std::uint64_t words = a.size < 8 ? 1 : (a.size + 7) / 8;
+    std::uint64_t bits = (a.n_samples << index_bits) | (index + 1);
+    if (words <= small_max_words && a.n_samples <= small_max_samples) {
+      bits |= words << words_shift;
+    } else {
+      bits |= large_form;
+    }
+    counters c = counters_of(index);
+    c.samples.fetch_add(static_cast<std::int64_t>(a.n_samples), std::memory_order_relaxed);
+    c.objects.fetch_add(object_weight(bits), std::memory_order_relaxed);
+    return reinterpret_cast<void*>(static_cast<std::uintptr_t>(bits));
   }
 
   void on_free(void* cookie) noexcept override {
     const auto bits = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(cookie));
     const std::size_t index = static_cast<std::size_t>((bits & index_mask) - 1);
-    std::atomic_ref<std::int64_t>(live_of(index))
-        .fetch_sub(static_cast<std::int64_t>(bits >> index_bits), std::memory_order_relaxed);
+    const std::uint64_t samples = (bits & large_form) != 0
+                                      ? (bits & ~large_form) >> index_bits
+                                      : (bits >> index_bits) & small_max_samples;
+    counters c = counters_of(index);
+    c.samples.fetch_sub(static_cast<std::int64_t>(samples), std::memory_order_relaxed);
+    c.objects.fetch_sub(object_weight(bits), std::memory_order_relaxed);
   }
 
   std::vector<heap_stack> snapshot() const {
     std::vector<heap_stack> stacks;
+    const auto add = [&](std::vector<void*> frames, std::size_t index) {
+      const counters c = counters_of(index);
+      const std::int64_t live = c.samples.load(std::memory_order_relaxed);
+      if (live <= 0) return;
+      heap_stack s;
+      s.frames = std::move(frames);
+      s.samples = static_cast<std::uint64_t>(live);
+      s.live_objects = c.objects.load(std::memory_order_relaxed);  // in object_unit until merged
+      stacks.push_back(std::move(s));
+    };
     for (std::size_t i = 0; i < capacity_; ++i) {
       stack_entry& e = entries_[i];
       if (std::atomic_ref<std::uint64_t>(e.key).load(std::memory_order_acquire) < 2) continue;
-      const std::int64_t live =
-          std::atomic_ref<std::int64_t>(e.live_samples).load(std::memory_order_relaxed);
-      if (live <= 0) continue;
       void* const* frames = frames_ + i * depth_;
-      stacks.push_back(
-          {std::vector<void*>(frames, frames + e.depth), 0, static_cast<std::uint64_t>(live)});
+      add(std::vector<void*>(frames, frames + e.depth), i);
     }
-    const std::int64_t unrecorded =
-        std::atomic_ref<std::int64_t>(unrecorded_live_).load(std::memory_order_relaxed);
-    if (unrecorded > 0) stacks.push_back({{}, 0, static_cast<std::uint64_t>(unrecorded)});
+    add({}, capacity_);
     // Merge the entries of one stack (see the file comment).
     std::sort(stacks.begin(), stacks.end(),
               [](const heap_stack& a, const heap_stack& b) { return a.frames < b.frames; });
@@ -412,11 +362,15 @@ class heap_profile::impl final : public tracker {
     for (heap_stack& s : stacks) {
       if (!merged.empty() && merged.back().frames == s.frames) {
         merged.back().samples += s.samples;
+        merged.back().live_objects += s.live_objects;
       } else {
         merged.push_back(std::move(s));
       }
     }
-    for (heap_stack& s : merged) s.live_bytes = core::sample_weight_bytes(s.samples, rate_);
+    for (heap_stack& s : merged) {
+      s.live_bytes = core::sample_weight_bytes(s.samples, rate_);
+      s.live_objects = std::llround(static_cast<double>(s.live_objects) / object_unit);
+    }
     std::stable_sort(merged.begin(), merged.end(), [](const heap_stack& a, const heap_stack& b) {
       if (a.live_bytes != b.live_bytes) return a.live_bytes > b.live_bytes;
       return a.samples > b.samples;
@@ -453,8 +407,31 @@ class heap_profile::impl final : public tracker {
     void* pages_;
   };
 
-  std::int64_t& live_of(std::size_t index) const noexcept {
-    return index == capacity_ ? unrecorded_live_ : entries_[index].live_samples;
+  // The live counters of an entry, or of the unrecorded stack.
+  struct counters {
+    std::atomic_ref<std::int64_t> samples;
+    std::atomic_ref<std::int64_t> objects;
+  };
+  counters counters_of(std::size_t index) const noexcept {
+    if (index == capacity_) return {std::atomic_ref(unrecorded_samples_),
+                                    std::atomic_ref(unrecorded_objects_)};
+    return {std::atomic_ref(entries_[index].live_samples),
+            std::atomic_ref(entries_[index].live_objects)};
+  }
+
+  // How many blocks a sampled block stands for, in object_unit: 1 / q, where
+  // q = 1 - (1 - rate)^words is the probability that a block of its size
+  // holds a sample, so that the sum over the live sampled blocks of a stack
+  // estimates its live blocks without bias (as pprof expects of a sampled
+  // heap profile's inuse_objects). A function of the cookie alone, so that
+  // the free takes back exactly what the allocation added; a large-form
+  // block (256 samples or more: q = 1 to double precision; or 8 GiB or
+  // more) counts as one.
+  std::int64_t object_weight(std::uint64_t bits) const noexcept {
+    if ((bits & large_form) != 0) return static_cast<std::int64_t>(object_unit);
+    const auto words = static_cast<double>(bits >> words_shift);
+    const double q = -std::expm1(words * log1m_rate_);
+    return std::llround(object_unit / q);
   }
 
   // The entry of the stack frames[0..n), inserted if new; capacity_ when the
@@ -487,6 +464,7 @@ class heap_profile::impl final : public tracker {
   }
 
   double rate_;
+  double log1m_rate_;  // log(1 - rate_): -inf at rate 1, where q = 1
   std::size_t depth_;
   std::size_t limit_;
   std::size_t capacity_;
@@ -494,9 +472,10 @@ class heap_profile::impl final : public tracker {
   stack_entry* entries_;
   void** frames_;
   std::atomic<std::size_t> used_{0};
-  // Live samples of the blocks whose stack found no entry, or had no frame
-  // (atomic_ref).
-  mutable std::int64_t unrecorded_live_ = 0;
+  // Live samples and objects of the blocks whose stack found no entry, or
+  // had no frame (atomic_ref).
+  mutable std::int64_t unrecorded_samples_ = 0;
+  mutable std::int64_t unrecorded_objects_ = 0;
   profile profile_;
 };
 
@@ -531,34 +510,34 @@ std::vector<heap_stack> heap_profile::snapshot() const { return impl_->snapshot(
 std::int64_t heap_profile::live_bytes() const { return total_bytes(impl_->snapshot()); }
 
 void heap_profile::write_folded(std::ostream& out) const {
-  ostream_sink sink(out);
+  detail::ostream_sink sink(out);
   write_folded_to(impl_->snapshot(), sink);
 }
 
 void heap_profile::write_folded(std::FILE* out) const {
-  file_sink sink(out);
+  detail::file_sink sink(out);
   write_folded_to(impl_->snapshot(), sink);
   sink.finish("memlimits::memprof::heap_profile::write_folded");
 }
 
 void heap_profile::write_folded(const std::string& path) const {
-  write_file_atomically(path, "memlimits::memprof::heap_profile::write_folded",
+  detail::write_file_atomically(path, "memlimits::memprof::heap_profile::write_folded",
                         [this](std::FILE* file) { write_folded(file); });
 }
 
 void heap_profile::write_top(std::ostream& out, std::size_t top) const {
-  ostream_sink sink(out);
+  detail::ostream_sink sink(out);
   write_top_to(impl_->snapshot(), impl_->rate(), top, sink);
 }
 
 void heap_profile::write_top(std::FILE* out, std::size_t top) const {
-  file_sink sink(out);
+  detail::file_sink sink(out);
   write_top_to(impl_->snapshot(), impl_->rate(), top, sink);
   sink.finish("memlimits::memprof::heap_profile::write_top");
 }
 
 void heap_profile::write_top(const std::string& path, std::size_t top) const {
-  write_file_atomically(path, "memlimits::memprof::heap_profile::write_top",
+  detail::write_file_atomically(path, "memlimits::memprof::heap_profile::write_top",
                         [this, top](std::FILE* file) { write_top(file, top); });
 }
 
