@@ -5,13 +5,15 @@
 // prints the stacks that hold the most. Uses only the public API and the
 // hooks (memlimits::hooks replaces operator new and malloc in this program).
 //
-//   heap_profile_example [FILE]        folded stacks to FILE (default heap.folded)
-//   flamegraph.pl --countname bytes FILE > heap.svg    (or open FILE in speedscope)
+//   heap_profile_example [PREFIX]      folded stacks to PREFIX.folded and pprof's
+//                                      format to PREFIX.pb.gz (default PREFIX: heap)
+//   flamegraph.pl --countname bytes heap.folded > heap.svg   (or open it in speedscope)
+//   go tool pprof -top heap.pb.gz                             (or -http=: for its web UI)
 //
 // The same profile of an unmodified program, with the preload library, is
-// written when the program exits (folded stacks to FILE, the top table to
-// FILE.top):
-//   MEMLIMITS_HEAP_PROFILE=heap.folded MEMLIMITS_HEAP_PROFILE_RATE=1e-4 \
+// written when the program exits (to FILE: pprof's format if its name ends
+// in .pb.gz, else folded stacks; the top table to FILE.top):
+//   MEMLIMITS_HEAP_PROFILE=heap.pb.gz MEMLIMITS_HEAP_PROFILE_RATE=1e-4 \
 //     LD_PRELOAD=path/to/libmemlimits_preload.so ./program
 #include <cstddef>
 #include <cstdio>
@@ -23,8 +25,8 @@
 #include "memlimits/memprof.hpp"
 
 // ---- the workload ----
-// External linkage, so that dladdr names them in the profile (the example is
-// linked with -rdynamic).
+// Named in the profile from the program's debug information (built with -g:
+// RelWithDebInfo), else from its symbol table.
 
 __attribute__((noinline)) std::unique_ptr<char[]> decode_image(std::size_t bytes) {
   std::unique_ptr<char[]> pixels(new char[bytes]);
@@ -58,7 +60,9 @@ __attribute__((noinline)) std::size_t transient_work(int rounds) {
 }
 
 int main(int argc, char** argv) {
-  const std::string path = argc > 1 ? argv[1] : "heap.folded";
+  const std::string prefix = argc > 1 ? argv[1] : "heap";
+  const std::string folded = prefix + ".folded";
+  const std::string pprof = prefix + ".pb.gz";
   // One sample per ~78 KiB allocated.
   memlimits::memprof::heap_profile profile(memlimits::default_sampling_rate, 32);
 
@@ -68,11 +72,14 @@ int main(int argc, char** argv) {
   const std::size_t checksum = transient_work(200);  // 100 MiB, all freed
 
   profile.stop();  // what is live now stays in the profile
-  profile.write_folded(path);
+  profile.write_folded(folded);
+  profile.write_pprof(pprof);
   std::printf("memlimits heap_profile example: rate %g, %zu names, %zu log lines, checksum %zu\n",
               memlimits::default_sampling_rate, index.size(), log.size(), checksum);
-  std::printf("wrote %zu stacks to %s: flamegraph.pl --countname bytes %s > heap.svg\n\n",
-              profile.snapshot().size(), path.c_str(), path.c_str());
+  std::printf("wrote %zu stacks to %s (flamegraph.pl --countname bytes %s > heap.svg, or "
+              "speedscope) and to %s (go tool pprof -top %s)\n\n",
+              profile.snapshot().size(), folded.c_str(), folded.c_str(), pprof.c_str(),
+              pprof.c_str());
   profile.write_top(stdout, 5);
   return 0;
 }

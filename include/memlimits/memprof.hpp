@@ -92,6 +92,19 @@ struct heap_stack {
                                   // the probability that a block of its size is sampled
 };
 
+// How the text writers of heap_profile name a frame.
+struct frame_style {
+  // false: demangled names shortened the way flame graphs want them
+  // (template argument lists longer than 32 characters and parameter lists
+  // longer than 64 become "<...>" and "(...)"), and source files by their
+  // base name; true: names as demangled and paths as recorded.
+  bool full_names = false;
+  // Add the source file and line of each frame where the program's debug
+  // information has them ("f()@file.cpp:12" in folded stacks, "f() at
+  // file.cpp:12" in the top table).
+  bool source_lines = true;
+};
+
 // The live heap by callstack: a profile whose tracker adds each sampled
 // block's samples to its callstack's count and takes them back when the
 // block is freed. `live_bytes` estimates, without bias, the bytes allocated
@@ -103,8 +116,12 @@ struct heap_stack {
 // Thread-safety: any thread may allocate and free while the profile runs;
 // the callbacks neither lock nor allocate (a fixed, lock-free table of
 // `max_stacks` stacks, in pages of its own). snapshot() and the writers may
-// run on any thread, also while other threads allocate; they allocate
-// through the program's allocator (those allocations may be sampled too).
+// run on any thread, also while other threads allocate. snapshot()
+// allocates through the program's allocator (those allocations may be
+// sampled too); the writers run with sampling off for the writing thread,
+// one at a time, and keep the debug information they read to name frames
+// (a few MB to tens of MB) until the profile is destroyed, so that the next
+// write is fast.
 class MEMLIMITS_API heap_profile {
  public:
   static constexpr std::size_t default_callstack_size = 64;
@@ -142,27 +159,49 @@ class MEMLIMITS_API heap_profile {
   [[nodiscard]] std::int64_t live_bytes() const;
 
   // Folded stacks, the input format of flamegraph.pl and speedscope: one
-  // line per stack, "outermost;...;innermost <live bytes>", frames named by
-  // frame_name() with ';' replaced by ':' and white space removed after ','
-  // and between '>' and '>', replaced by '_' elsewhere. The count is the
-  // stack's estimated live bytes (unit: bytes, not samples). The stack with
-  // no frames is named "[memlimits:unrecorded_stack]".
+  // line per stack, "outermost;...;innermost <live bytes>". Each frame is
+  // the function at the return address, and before it, the functions
+  // inlined there (so that an inlined call is a frame of its own), named
+  // from the program's debug information (static functions and lambdas
+  // included; the symbol table, then "object+0xoffset", where there is
+  // none) as `style` says: "name@file.cpp:12" by default. In names, ';'
+  // becomes ':', and white space is removed after ',' and between '>' and
+  // '>', replaced by '_' elsewhere. The count is the stack's estimated live
+  // bytes (unit: bytes, not samples). The stack with no frames is named
+  // "[memlimits:unrecorded_stack]". The frames are named when the profile
+  // is written: the first write reads the objects' debug information.
   // The path overload writes a temporary file beside `path` and renames it,
   // so that readers see a whole profile; it and the FILE* overload throw
   // std::system_error when the file cannot be written; the ostream overload
   // reports errors through the stream's state.
-  void write_folded(std::ostream& out) const;
-  void write_folded(std::FILE* out) const;
-  void write_folded(const std::string& path) const;
+  void write_folded(std::ostream& out, const frame_style& style = {}) const;
+  void write_folded(std::FILE* out, const frame_style& style = {}) const;
+  void write_folded(const std::string& path, const frame_style& style = {}) const;
 
   // A table of the `top` stacks with the most live bytes: rank, estimated
   // live bytes, share of the total, live samples, then the frames innermost
-  // first, one per line, each named by frame_name() followed by the offset
-  // of the call in its function ("f(int)+0x1c") when it has a symbol. Same
-  // error handling as write_folded.
-  void write_top(std::ostream& out, std::size_t top = default_top) const;
-  void write_top(std::FILE* out, std::size_t top = default_top) const;
-  void write_top(const std::string& path, std::size_t top = default_top) const;
+  // first, one function per line ("name at file.cpp:12", a function inlined
+  // into the next one marked "[inlined]"; without a line, the offset of the
+  // call in its function, "f(int)+0x1c"). Same error handling as
+  // write_folded.
+  void write_top(std::ostream& out, std::size_t top = default_top,
+                 const frame_style& style = {}) const;
+  void write_top(std::FILE* out, std::size_t top = default_top,
+                 const frame_style& style = {}) const;
+  void write_top(const std::string& path, std::size_t top = default_top,
+                 const frame_style& style = {}) const;
+
+  // The profile in pprof's format (profile.proto, gzip-compressed), which
+  // `go tool pprof`, its web UI and continuous profilers read: sample types
+  // inuse_objects/count and inuse_space/bytes, estimated (already scaled for
+  // the sampling), period_type space/bytes with period 8 / rate; a location
+  // per frame with its inlined functions, file and line where the program
+  // has debug information; the mappings of the loaded objects with their
+  // build IDs, so that pprof can also symbolize offline. Same error handling
+  // as write_folded.
+  void write_pprof(std::ostream& out) const;
+  void write_pprof(std::FILE* out) const;
+  void write_pprof(const std::string& path) const;
 
  private:
   class impl;

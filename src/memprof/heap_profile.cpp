@@ -1,7 +1,8 @@
 // memprof/heap_profile.cpp — memprof::heap_profile, the ready heap profiler:
 // live sampled blocks aggregated by callstack in a lock-free table, and its
-// outputs (snapshots, folded stacks, a top-N table), with frames named by
-// dladdr and the C++ demangler.
+// outputs (snapshots, folded stacks, a top-N table; pprof's format is
+// memprof/pprof.cpp's), with frames named by memprof/symbolizer.hpp when a
+// profile is written.
 // Layer 6 (uses memprof::profile, core/distributions.hpp and platform/).
 //
 // The table. Each distinct callstack gets an entry in an open-addressing
@@ -48,6 +49,8 @@
 #include "core/sampler.hpp"
 #include "memlimits/memprof.hpp"
 #include "memprof/output.hpp"
+#include "memprof/pprof.hpp"
+#include "memprof/symbolizer.hpp"
 #include "platform/platform.hpp"
 
 namespace memlimits::memprof {
@@ -174,19 +177,76 @@ std::string describe(const void* return_address, bool call_site) {
   return hex(address);
 }
 
-// Names frames once per write: stacks share most of their frames.
+std::string_view base_name(std::string_view path) {
+  const std::size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+// Names the frames of a write, once per return address (stacks share most
+// of their frames), from the symbolizer: each function at the address, the
+// inlined ones first, as "name" plus where in it, the way `style` asks.
 class frame_namer {
  public:
-  explicit frame_namer(bool call_sites) : call_sites_(call_sites) {}
-  const std::string& operator()(void* frame) {
-    auto [it, inserted] = names_.try_emplace(frame);
-    if (inserted) it->second = describe(frame, call_sites_);
+  frame_namer(const frame_style& style, detail::symbol_cache& symbols)
+      : style_(style), symbols_(symbols) {}
+
+  // One entry per function at the return address, innermost (inlined)
+  // first: for folded stacks "name@file:line", for the top table
+  // "name at file:line", "[inlined]" after a function inlined into the
+  // next; without a line, the call's offset in its function when the symbol
+  // table has it ("f(int)+0x1c"), or the object and offset.
+  const std::vector<std::string>& folded(void* frame) { return names(frame, folded_, true); }
+  const std::vector<std::string>& lines(void* frame) { return names(frame, lines_, false); }
+
+ private:
+  using cache = std::unordered_map<void*, std::vector<std::string>>;
+
+  const std::vector<std::string>& names(void* frame, cache& names, bool folded) {
+    auto [it, inserted] = names.try_emplace(frame);
+    if (inserted) it->second = describe_frames(frame, folded);
     return it->second;
   }
 
- private:
-  bool call_sites_;
-  std::unordered_map<void*, std::string> names_;
+  std::vector<std::string> describe_frames(void* frame, bool folded) {
+    const auto address = reinterpret_cast<std::uintptr_t>(frame);
+    std::vector<std::string> out;
+    if (address == 0) {
+      out.emplace_back("0x0");
+      return out;
+    }
+    // address - 1 lies in the call instruction: the function that made the
+    // call, also when the call is the last instruction of its function.
+    const detail::symbolized& s = symbols_.symbolize(address - 1);
+    if (s.frames.empty()) {
+      out.push_back(folded ? detail::module_offset_name(s, address - 1)
+                           : describe(frame, /*call_site=*/true));
+      return out;
+    }
+    for (std::size_t i = 0; i < s.frames.size(); ++i) {
+      const detail::source_location& f = s.frames[i];
+      const bool inlined = i + 1 < s.frames.size();
+      std::string name = f.function.empty()
+                             ? detail::module_offset_name(s, address - 1)
+                             : (style_.full_names ? f.function : detail::short_name(f.function));
+      if (style_.source_lines && !f.file.empty() && f.line != 0) {
+        const std::string where =
+            std::string(style_.full_names ? std::string_view(f.file) : base_name(f.file)) + ":" +
+            std::to_string(f.line);
+        name += (folded ? "@" : " at ") + where;
+      } else if (!folded && !inlined) {
+        // No line: tell two calls in one function apart by the offset.
+        name = describe(frame, /*call_site=*/true);
+      }
+      if (!folded && inlined) name += " [inlined]";
+      out.push_back(std::move(name));
+    }
+    return out;
+  }
+
+  frame_style style_;
+  detail::symbol_cache::session symbols_;
+  cache folded_;
+  cache lines_;
 };
 
 std::string format(const char* pattern, auto... values) {
@@ -205,10 +265,11 @@ std::int64_t total_bytes(const std::vector<heap_stack>& stacks) {
   return total;
 }
 
-void write_folded_to(const std::vector<heap_stack>& stacks, detail::output_sink& out) {
+void write_folded_to(const std::vector<heap_stack>& stacks, const frame_style& style,
+                     detail::symbol_cache& symbols, detail::output_sink& out) {
   // Stacks of distinct return addresses may have the same names (two calls
-  // in one function): one line per distinct named stack.
-  frame_namer name(false);
+  // on one line): one line per distinct named stack.
+  frame_namer name(style, symbols);
   std::map<std::string, std::int64_t> lines;
   for (const heap_stack& s : stacks) {
     std::string line;
@@ -216,8 +277,11 @@ void write_folded_to(const std::vector<heap_stack>& stacks, detail::output_sink&
       line = unrecorded_frame;
     } else {
       for (std::size_t i = s.frames.size(); i-- > 0;) {  // outermost first
-        line += folded_frame(name(s.frames[i]));
-        if (i != 0) line += ';';
+        const std::vector<std::string>& functions = name.folded(s.frames[i]);
+        for (std::size_t j = functions.size(); j-- > 0;) {  // the inlined ones last
+          if (!line.empty()) line += ';';
+          line += folded_frame(functions[j]);
+        }
       }
     }
     lines[std::move(line)] += s.live_bytes;
@@ -244,6 +308,7 @@ std::string readable_bytes(double bytes) {
 }
 
 void write_top_to(const std::vector<heap_stack>& stacks, double rate, std::size_t top,
+                  const frame_style& style, detail::symbol_cache& symbols,
                   detail::output_sink& out) {
   const std::int64_t total = total_bytes(stacks);
   std::uint64_t samples = 0;
@@ -257,7 +322,7 @@ void write_top_to(const std::vector<heap_stack>& stacks, double rate, std::size_
   out.put(format("%5s %16s %7s %9s  %s\n", "rank", "live bytes", "share", "samples",
                  "callstack, innermost frame first"));
   static constexpr std::string_view indent = "                                         ";  // 41
-  frame_namer name(true);
+  frame_namer name(style, symbols);
   const std::size_t rows = std::min(top, stacks.size());
   for (std::size_t rank = 0; rank < rows; ++rank) {
     const heap_stack& s = stacks[rank];
@@ -269,13 +334,17 @@ void write_top_to(const std::vector<heap_stack>& stacks, double rate, std::size_
       out.put(unrecorded_frame);
       out.put("\n");
     }
-    for (std::size_t i = 0; i < s.frames.size(); ++i) {
-      if (i != 0) {
-        out.put(indent);
-        out.put("<- ");
+    bool first = true;
+    for (void* frame : s.frames) {
+      for (const std::string& function : name.lines(frame)) {
+        if (!first) {
+          out.put(indent);
+          out.put("<- ");
+        }
+        first = false;
+        out.put(function);
+        out.put("\n");
       }
-      out.put(name(s.frames[i]));
-      out.put("\n");
     }
   }
   if (rows < stacks.size()) {
@@ -382,6 +451,7 @@ class heap_profile::impl final : public tracker {
   const profile& feed() const noexcept { return profile_; }
   double rate() const noexcept { return rate_; }
   std::size_t depth() const noexcept { return depth_; }
+  detail::symbol_cache& symbols() const noexcept { return symbols_; }
 
  private:
   // The pages of the table: capacity entries, then capacity * depth frames.
@@ -476,6 +546,8 @@ class heap_profile::impl final : public tracker {
   // had no frame (atomic_ref).
   mutable std::int64_t unrecorded_samples_ = 0;
   mutable std::int64_t unrecorded_objects_ = 0;
+  // The names of frames, kept across writes (the writers' own lock).
+  mutable detail::symbol_cache symbols_;
   profile profile_;
 };
 
@@ -509,36 +581,56 @@ std::vector<heap_stack> heap_profile::snapshot() const { return impl_->snapshot(
 
 std::int64_t heap_profile::live_bytes() const { return total_bytes(impl_->snapshot()); }
 
-void heap_profile::write_folded(std::ostream& out) const {
+void heap_profile::write_folded(std::ostream& out, const frame_style& style) const {
   detail::ostream_sink sink(out);
-  write_folded_to(impl_->snapshot(), sink);
+  write_folded_to(impl_->snapshot(), style, impl_->symbols(), sink);
 }
 
-void heap_profile::write_folded(std::FILE* out) const {
+void heap_profile::write_folded(std::FILE* out, const frame_style& style) const {
   detail::file_sink sink(out);
-  write_folded_to(impl_->snapshot(), sink);
+  write_folded_to(impl_->snapshot(), style, impl_->symbols(), sink);
   sink.finish("memlimits::memprof::heap_profile::write_folded");
 }
 
-void heap_profile::write_folded(const std::string& path) const {
+void heap_profile::write_folded(const std::string& path, const frame_style& style) const {
   detail::write_file_atomically(path, "memlimits::memprof::heap_profile::write_folded",
-                        [this](std::FILE* file) { write_folded(file); });
+                                [this, &style](std::FILE* file) { write_folded(file, style); });
 }
 
-void heap_profile::write_top(std::ostream& out, std::size_t top) const {
+void heap_profile::write_top(std::ostream& out, std::size_t top, const frame_style& style) const {
   detail::ostream_sink sink(out);
-  write_top_to(impl_->snapshot(), impl_->rate(), top, sink);
+  write_top_to(impl_->snapshot(), impl_->rate(), top, style, impl_->symbols(), sink);
 }
 
-void heap_profile::write_top(std::FILE* out, std::size_t top) const {
+void heap_profile::write_top(std::FILE* out, std::size_t top, const frame_style& style) const {
   detail::file_sink sink(out);
-  write_top_to(impl_->snapshot(), impl_->rate(), top, sink);
+  write_top_to(impl_->snapshot(), impl_->rate(), top, style, impl_->symbols(), sink);
   sink.finish("memlimits::memprof::heap_profile::write_top");
 }
 
-void heap_profile::write_top(const std::string& path, std::size_t top) const {
-  detail::write_file_atomically(path, "memlimits::memprof::heap_profile::write_top",
-                        [this, top](std::FILE* file) { write_top(file, top); });
+void heap_profile::write_top(const std::string& path, std::size_t top,
+                             const frame_style& style) const {
+  detail::write_file_atomically(
+      path, "memlimits::memprof::heap_profile::write_top",
+      [this, top, &style](std::FILE* file) { write_top(file, top, style); });
+}
+
+void heap_profile::write_pprof(std::ostream& out) const {
+  detail::ostream_sink sink(out);
+  detail::symbol_cache::session names(impl_->symbols());
+  detail::write_pprof_to(impl_->snapshot(), impl_->rate(), names, sink);
+}
+
+void heap_profile::write_pprof(std::FILE* out) const {
+  detail::file_sink sink(out);
+  detail::symbol_cache::session names(impl_->symbols());
+  detail::write_pprof_to(impl_->snapshot(), impl_->rate(), names, sink);
+  sink.finish("memlimits::memprof::heap_profile::write_pprof");
+}
+
+void heap_profile::write_pprof(const std::string& path) const {
+  detail::write_file_atomically(path, "memlimits::memprof::heap_profile::write_pprof",
+                                [this](std::FILE* file) { write_pprof(file); });
 }
 
 }  // namespace memlimits::memprof

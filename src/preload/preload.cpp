@@ -12,7 +12,10 @@
 //
 // A heap profile (memprof::heap_profile) of what is live at exit, that is
 // after the program's static destructors have run:
-//   MEMLIMITS_HEAP_PROFILE        file of folded stacks (flamegraph.pl,
+//   MEMLIMITS_HEAP_PROFILE        file of the profile: pprof's format
+//                                 (gzip-compressed profile.proto: go tool
+//                                 pprof) when the name ends in ".pb.gz" or
+//                                 ".pb", else folded stacks (flamegraph.pl,
 //                                 speedscope; counts are estimated live bytes);
 //                                 "%p" in it stands for the process id. A
 //                                 relative path is taken from the directory
@@ -40,6 +43,7 @@
 #include <exception>
 #include <new>
 #include <string>
+#include <string_view>
 
 #include "core/sampler.hpp"
 #include "memlimits/memprof.hpp"
@@ -200,6 +204,12 @@ std::string expand_heap_path() {
   return path;
 }
 
+// pprof's format for a name ending in ".pb.gz" or ".pb" (the names Go's and
+// tcmalloc's tools give such profiles), folded stacks otherwise.
+bool is_pprof_path(std::string_view path) noexcept {
+  return path.ends_with(".pb.gz") || path.ends_with(".pb");
+}
+
 void write_heap_profile() noexcept {
   // The writer allocates (names, lines, the FILE): keep those blocks out of
   // every profile and out of this thread's stream, and keep the table still
@@ -207,7 +217,11 @@ void write_heap_profile() noexcept {
   memlimits::core::sampling_off off;
   try {
     const std::string path = expand_heap_path();
-    heap->write_folded(path);
+    if (is_pprof_path(path)) {
+      heap->write_pprof(path);
+    } else {
+      heap->write_folded(path);
+    }
     if (heap_top > 0) heap->write_top(path + ".top", heap_top);
   } catch (const std::exception& e) {
     report("memlimits: heap profile not written: ");

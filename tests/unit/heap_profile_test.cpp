@@ -28,6 +28,7 @@
 #include <gtest/gtest.h>
 
 #include "core/sampler.hpp"
+#include "heap_profile_sites.hpp"
 #include "memlimits/memprof.hpp"
 #include "support/recording_tracker.hpp"
 #include "support/scratch_dir.hpp"
@@ -65,6 +66,7 @@ __attribute__((noinline)) void site_freed(std::size_t count, std::size_t size) {
 
 // The bodies differ (the byte written), so that identical code folding
 // (GCC's -fipa-icf) cannot merge the sites into one function.
+constexpr int site_big_malloc_line = __LINE__ + 2;  // the line of its malloc()
 __attribute__((noinline)) void* site_big(std::size_t n) {
   auto* p = static_cast<char*>(std::malloc(n));
   *p = 1;
@@ -472,6 +474,71 @@ TEST(HeapProfileOutput, NamesWithSpacesAreFoldedIntoOneToken) {
   std::free(b);
 }
 
+// Frames are named from the debug information: a static function and a
+// lambda (which the dynamic symbol table does not name) and a function
+// inlined into another (a frame of its own, innermost), each with the file
+// and line of its call.
+TEST(HeapProfileOutput, FoldedFramesHaveFileAndLineInlinedFramesIncluded) {
+  namespace sites = memlimits::testing::heap_profile_sites;
+  heap_profile p(1.0, 32);
+  const sites::allocation from_static = sites::from_static_function(4000);
+  const sites::allocation from_lambda = sites::from_lambda(5000);
+  const sites::allocation from_inlined = sites::from_inlined_function(6000);
+  p.stop();
+  std::ostringstream text;
+  p.write_folded(text);
+  check_folded(text.str());
+  // The innermost frames of the stack whose count is the block's bytes.
+  const auto innermost = [&](std::size_t bytes, std::size_t n) {
+    for (const std::string& line : lines_of(text.str())) {
+      if (std::stoll(line.substr(line.rfind(' ') + 1)) != static_cast<long long>(bytes)) continue;
+      std::vector<std::string> frames;
+      std::string stack = line.substr(0, line.rfind(' '));
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t semicolon = stack.rfind(';');
+        frames.push_back(stack.substr(semicolon + 1));
+        if (semicolon == std::string::npos) break;
+        stack.resize(semicolon);
+      }
+      return frames;
+    }
+    return std::vector<std::string>{};
+  };
+  const auto at = [](int line) { return "@heap_profile_sites.cpp:" + std::to_string(line); };
+  const auto ends_with = [](const std::string& text, const std::string& end) {
+    return text.size() >= end.size() && text.compare(text.size() - end.size(), end.size(), end) == 0;
+  };
+
+  std::vector<std::string> frames = innermost(4000, 1);
+  ASSERT_EQ(frames.size(), 1u) << text.str();
+  EXPECT_NE(frames[0].find("static_allocator(unsigned_long)"), std::string::npos) << frames[0];
+  EXPECT_TRUE(ends_with(frames[0], at(from_static.line))) << frames[0];
+
+  frames = innermost(5000, 1);
+  ASSERT_EQ(frames.size(), 1u) << text.str();
+  EXPECT_NE(frames[0].find("from_lambda(unsigned_long)::{lambda(unsigned_long)#1}"),
+            std::string::npos)
+      << frames[0];
+  EXPECT_TRUE(ends_with(frames[0], at(from_lambda.line))) << frames[0];
+
+  frames = innermost(6000, 2);
+  ASSERT_EQ(frames.size(), 2u) << text.str();
+  EXPECT_NE(frames[0].find("inlined_allocator"), std::string::npos) << frames[0];
+  EXPECT_TRUE(ends_with(frames[0], at(from_inlined.line))) << frames[0];
+  EXPECT_NE(frames[1].find("inlining_allocator"), std::string::npos) << frames[1];
+  EXPECT_TRUE(ends_with(frames[1], at(from_inlined.caller_line))) << frames[1];
+
+  // Without source lines, the same frames by name only.
+  std::ostringstream names_only;
+  p.write_folded(names_only, {.source_lines = false});
+  check_folded(names_only.str());
+  EXPECT_EQ(names_only.str().find("@heap_profile_sites.cpp"), std::string::npos);
+  EXPECT_NE(names_only.str().find("inlined_allocator"), std::string::npos);
+  std::free(from_static.block);
+  std::free(from_lambda.block);
+  std::free(from_inlined.block);
+}
+
 TEST(HeapProfileOutput, TopTableRanksStacksByLiveBytes) {
   heap_profile p(1.0, 32);
   void* small = site_small(100000);
@@ -511,7 +578,13 @@ TEST(HeapProfileOutput, TopTableRanksStacksByLiveBytes) {
   }
   ASSERT_EQ(rows.size(), std::min<std::size_t>(3, now.size())) << text.str();
   EXPECT_EQ(rows[0].first, static_cast<std::int64_t>(8 * words(300000)));
-  EXPECT_EQ(rows[0].second.rfind("site_big(unsigned long)+0x", 0), 0u) << rows[0].second;
+  // With debug information (the tests' default build), the file and line of
+  // the call; without, the call's offset in its function.
+  const std::string at_line =
+      "site_big(unsigned long) at heap_profile_test.cpp:" + std::to_string(site_big_malloc_line);
+  EXPECT_TRUE(rows[0].second == at_line ||
+              rows[0].second.rfind("site_big(unsigned long)+0x", 0) == 0)
+      << rows[0].second;
   EXPECT_EQ(rows[1].second.rfind("site_middle", 0), 0u) << rows[1].second;
   EXPECT_EQ(rows[2].second.rfind("site_small", 0), 0u) << rows[2].second;
   // The outer frames follow, one a line.
@@ -698,6 +771,40 @@ TEST_F(HeapProfilePreload, FoldedFileAtExitNamesTheAllocatingFunction) {
   ASSERT_GE(lines.size(), 3u) << top;
   EXPECT_NE(lines[0].find("memlimits heap profile"), std::string::npos) << top;
   EXPECT_NE(lines[2].find("hold_until_exit"), std::string::npos) << top;
+}
+
+// A name ending in ".pb.gz" gets pprof's format: a gzip stream that `go tool
+// pprof` reads (when Go is installed), naming the function that holds the
+// blocks; the top table is still written beside it.
+TEST_F(HeapProfilePreload, PprofFileWhenTheNameEndsInPbGz) {
+  ASSERT_EQ(run("MEMLIMITS_HEAP_PROFILE='" + (dir_ / "heap.%p.pb.gz").string() +
+                    "' MEMLIMITS_HEAP_PROFILE_RATE=0.01",
+                "2000 1000"),
+            0)
+      << errors();
+  fs::path profile;
+  for (const auto& entry : fs::directory_iterator(dir_.path())) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with("heap.") && name.ends_with(".pb.gz")) profile = entry.path();
+  }
+  ASSERT_FALSE(profile.empty()) << errors();
+  const std::string bytes = read_file(profile);
+  ASSERT_GE(bytes.size(), 2u);
+  EXPECT_EQ(static_cast<unsigned char>(bytes[0]), 0x1f);  // gzip's magic number
+  EXPECT_EQ(static_cast<unsigned char>(bytes[1]), 0x8b);
+  EXPECT_NE(read_file(profile.string() + ".top").find("hold_until_exit"), std::string::npos);
+  if (std::system("command -v go >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "go is not installed (Debian: golang-go): the profile was not read by pprof";
+  }
+  const fs::path raw = dir_ / "raw.txt";
+  const std::string line = "HOME='" + dir_.path().string() + "' GOCACHE='" +
+                           (dir_ / "gocache").string() +
+                           "' go tool pprof -raw '" + profile.string() + "' >'" + raw.string() +
+                           "' 2>&1";
+  ASSERT_EQ(std::system(line.c_str()), 0) << read_file(raw);
+  const std::string text = read_file(raw);
+  EXPECT_NE(text.find("inuse_space/bytes"), std::string::npos) << text;
+  EXPECT_NE(text.find("hold_until_exit"), std::string::npos) << text;
 }
 
 TEST_F(HeapProfilePreload, OtherThreadsStillAllocatingAtExit) {
