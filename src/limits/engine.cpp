@@ -99,6 +99,9 @@ bool refuses(void* opaque, std::size_t bytes, core::call_kind kind, bool after_d
   // the dispatch: a trip by another thread between the two steps refuses
   // this block too.
   refresh_trips(t);
+  // Step 4 with nothing tripped, by the block's samples or by another task
+  // meanwhile: step 2 published this position and set the deadline already.
+  if (after_dispatch && t.tripped == 0) return false;
   if (!after_dispatch) trip_before_allocation(t, bytes);
   const bool refuse = t.tripped > 0 && eligible(t, kind, from);
   if (refuse) {
