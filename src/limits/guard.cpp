@@ -3,8 +3,6 @@
 // interrupted guard's log line is limits/report.cpp's. Layer 5.
 #include <cxxabi.h>
 
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <stdexcept>
