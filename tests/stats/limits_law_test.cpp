@@ -65,10 +65,12 @@
 #include <bit>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <string>
@@ -731,7 +733,7 @@ TEST(MemoryLimitLaw, TripsAtFloorMpPlusOneSamplesAtEveryRate) {
 // kTestAlpha / 5 each, 1e-9 in all, of which 2e-10 nominal (chi-square).
 struct shared_trial {
   static constexpr int workers = 4;
-  static constexpr std::uint64_t run = 3;  // words per turn
+  static constexpr std::uint64_t run = 16;  // words per turn: the trip comes in the 7th turn on average
   std::vector<void*> words;               // capacity: the cap
   std::atomic<std::uint64_t> count{0};    // words allocated (by whoever has the turn)
   std::atomic<std::uint64_t> turn{0};
@@ -740,16 +742,29 @@ struct shared_trial {
   std::atomic<int> not_refused{0};        // post-trip probes that were granted
 };
 
+// The workers hand the turn on by bumping `turn` and waking the others;
+// a trip or the cap bumps it too, so that every waiter looks again. They
+// block (atomic wait: a futex) rather than spin, so that a handoff costs a
+// wake-up, not a time slice, on a machine that other processes keep busy.
+// The main thread's wait for the four of them is bounded (await).
+void pass_turn(shared_trial& t) {
+  t.turn.fetch_add(1, std::memory_order_acq_rel);
+  t.turn.notify_all();
+}
+
 struct turn_worker {
   shared_trial* trial;
   int index;
   void operator()() const {
     shared_trial& t = *trial;
     for (;;) {
-      while (t.turn.load(std::memory_order_acquire) % shared_trial::workers !=
-                 static_cast<std::uint64_t>(index) &&
-             !t.tripped.load(std::memory_order_acquire) && !t.capped.load()) {
-        std::this_thread::yield();
+      for (;;) {
+        const std::uint64_t turn = t.turn.load(std::memory_order_acquire);
+        if (turn % shared_trial::workers == static_cast<std::uint64_t>(index) ||
+            t.tripped.load(std::memory_order_acquire) || t.capped.load()) {
+          break;
+        }
+        t.turn.wait(turn, std::memory_order_acquire);
       }
       if (t.capped.load()) return;
       if (t.tripped.load(std::memory_order_acquire)) {
@@ -768,6 +783,7 @@ struct turn_worker {
           const std::uint64_t n = t.count.load(std::memory_order_relaxed);
           if (n == t.words.size()) {
             t.capped = true;
+            pass_turn(t);
             return;
           }
           t.words[n] = allocate_word();
@@ -775,9 +791,10 @@ struct turn_worker {
         }
       } catch (const limit_reached&) {
         t.tripped.store(true, std::memory_order_release);
+        pass_turn(t);
         return;
       }
-      t.turn.fetch_add(1, std::memory_order_acq_rel);
+      pass_turn(t);
     }
   }
 };
@@ -788,7 +805,10 @@ TEST(MemoryLimitLaw, SharedByFourThreadsIsTheKthSample) {
   constexpr double rate = 1.0 / 16;
   constexpr std::uint64_t limit_bytes = 800;  // M = 100 words, M p = 6.25: K = 7
   constexpr std::uint64_t k = 7;
-  const std::uint64_t trials = scaled(20'000);
+  // Each trial is a dozen hand-offs between threads (the next trial, the
+  // turns, the end): 6,000 trials take ~1.5 s on an idle machine and well
+  // under a minute with both cores busy elsewhere.
+  const std::uint64_t trials = scaled(6'000);
   const double alpha = kTestAlpha / 5;
   ASSERT_EQ(stats::memory_trip_samples(static_cast<double>(limit_bytes), rate), k);
   const std::uint64_t cap = stats::sure_words(k, alpha / static_cast<double>(trials), rate);
@@ -798,8 +818,12 @@ TEST(MemoryLimitLaw, SharedByFourThreadsIsTheKthSample) {
   trial.words.assign(cap, nullptr);
   std::optional<turn_job> jobs[shared_trial::workers];
   std::atomic<std::uint64_t> generation{0};
-  std::atomic<int> done{0};
   std::atomic<bool> quit{false};
+  // The workers that ended the trial; the main thread waits for the four
+  // (blocking, bounded: a timeout ends the test with a message).
+  std::mutex done_lock;
+  std::condition_variable done_changed;
+  int done = 0;
   trip_run run;
   run.points.reserve(trials);
   {
@@ -809,13 +833,12 @@ TEST(MemoryLimitLaw, SharedByFourThreadsIsTheKthSample) {
       threads.emplace_back([&, w] {
         core::reseed(engine_seed(17, static_cast<std::uint64_t>(w)));
         for (std::uint64_t seen = 0;;) {
-          while (generation.load(std::memory_order_acquire) == seen && !quit.load()) {
-            std::this_thread::yield();
-          }
+          generation.wait(seen, std::memory_order_acquire);  // the next trial, or the end
           if (quit.load()) return;
           ++seen;
           (*jobs[w])();
-          done.fetch_add(1, std::memory_order_acq_rel);
+          std::lock_guard<std::mutex> hold(done_lock);
+          if (++done == shared_trial::workers) done_changed.notify_one();
         }
       });
     }
@@ -826,13 +849,22 @@ TEST(MemoryLimitLaw, SharedByFourThreadsIsTheKthSample) {
       trial.tripped = false;
       trial.capped = false;
       trial.not_refused = 0;
-      done = 0;
+      {
+        std::lock_guard<std::mutex> hold(done_lock);
+        done = 0;
+      }
       const auto r = limit_memory(limit_bytes, [&] {
         for (int w = 0; w < shared_trial::workers; ++w) {
           jobs[w].emplace(memlimits::bind_limits(turn_worker{&trial, w}));
         }
         generation.fetch_add(1, std::memory_order_acq_rel);
-        await([&] { return done.load() == shared_trial::workers; }, "the four workers");
+        generation.notify_all();
+        std::unique_lock<std::mutex> hold(done_lock);
+        if (!done_changed.wait_for(hold, memlimits::testing::event_timeout,
+                                   [&] { return done == shared_trial::workers; })) {
+          std::fprintf(stderr, "test failure: timed out waiting for the four workers\n");
+          std::abort();
+        }
         for (auto& job : jobs) job.reset();
       });
       const std::uint64_t n = trial.count.load();
@@ -859,6 +891,8 @@ TEST(MemoryLimitLaw, SharedByFourThreadsIsTheKthSample) {
     }
     run.seconds = seconds_since(start);
     quit = true;
+    generation.fetch_add(1, std::memory_order_acq_rel);
+    generation.notify_all();
     for (std::thread& t : threads) t.join();
   }
   expect_trip_law(kth_sample_law(k, rate), k, rate, trials, cap, run, alpha);
