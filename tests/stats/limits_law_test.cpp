@@ -806,9 +806,10 @@ TEST(MemoryLimitLaw, SharedByFourThreadsIsTheKthSample) {
   constexpr std::uint64_t limit_bytes = 800;  // M = 100 words, M p = 6.25: K = 7
   constexpr std::uint64_t k = 7;
   // Each trial is a dozen hand-offs between threads (the next trial, the
-  // turns, the end): 6,000 trials take ~1.5 s on an idle machine and well
-  // under a minute with both cores busy elsewhere.
-  const std::uint64_t trials = scaled(6'000);
+  // turns, the end): 6,000 trials take ~1 s on an idle machine and ~90 s
+  // with both cores busy elsewhere. At least 4,000 under the sanitizers'
+  // scale, so that the chi-square test has bins enough.
+  const std::uint64_t trials = std::max<std::uint64_t>(scaled(6'000), 4'000);
   const double alpha = kTestAlpha / 5;
   ASSERT_EQ(stats::memory_trip_samples(static_cast<double>(limit_bytes), rate), k);
   const std::uint64_t cap = stats::sure_words(k, alpha / static_cast<double>(trials), rate);
