@@ -469,51 +469,25 @@ struct loaded_object {
   bool main_program;
 };
 
-std::string hex_bytes(const unsigned char* bytes, std::size_t n) {
+std::string hex_bytes(std::string_view bytes) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string text;
-  text.reserve(2 * n);
-  for (std::size_t i = 0; i < n; ++i) {
-    text += digits[bytes[i] >> 4];
-    text += digits[bytes[i] & 0xF];
+  text.reserve(2 * bytes.size());
+  for (const char c : bytes) {
+    const auto byte = static_cast<unsigned char>(c);
+    text += digits[byte >> 4];
+    text += digits[byte & 0xF];
   }
   return text;
 }
 
-// The NT_GNU_BUILD_ID note of a loaded PT_NOTE segment, in hex; "" if none.
-std::string build_id_in(const char* notes, std::size_t size, std::size_t alignment) {
-  const std::size_t align = alignment == 8 ? 8 : 4;  // notes are 4-aligned unless the
-                                                     // segment says 8 (.note.gnu.property)
-  const auto round = [align](std::size_t n) { return (n + align - 1) & ~(align - 1); };
-  std::size_t at = 0;
-  while (at + sizeof(ElfW(Nhdr)) <= size) {
-    ElfW(Nhdr) header;
-    std::memcpy(&header, notes + at, sizeof header);
-    const std::size_t name_at = at + sizeof header;
-    const std::size_t desc_at = name_at + round(header.n_namesz);
-    const std::size_t next = desc_at + round(header.n_descsz);
-    if (desc_at > size || header.n_descsz > size - desc_at) break;
-    if (header.n_type == NT_GNU_BUILD_ID && header.n_namesz == 4 &&
-        std::memcmp(notes + name_at, "GNU", 4) == 0) {
-      return hex_bytes(reinterpret_cast<const unsigned char*>(notes + desc_at), header.n_descsz);
-    }
-    at = next;
-  }
-  return {};
-}
-
 int collect_object(dl_phdr_info* info, std::size_t, void* data) {
   auto& objects = *static_cast<std::vector<loaded_object>*>(data);
-  loaded_object object{{}, {}, objects.empty()};  // the main program comes first
+  loaded_object object{{}, hex_bytes(loaded_build_id(*info)), objects.empty()};  // main first
   for (ElfW(Half) i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& segment = info->dlpi_phdr[i];
     const std::uintptr_t start = info->dlpi_addr + segment.p_vaddr;
-    if (segment.p_type == PT_LOAD) {
-      object.segments.emplace_back(start, start + segment.p_memsz);
-    } else if (segment.p_type == PT_NOTE && object.build_id.empty()) {
-      object.build_id =
-          build_id_in(reinterpret_cast<const char*>(start), segment.p_memsz, segment.p_align);
-    }
+    if (segment.p_type == PT_LOAD) object.segments.emplace_back(start, start + segment.p_memsz);
   }
   objects.push_back(std::move(object));
   return 0;

@@ -426,7 +426,8 @@ bool is_loaded(const dl_phdr_info& info, ElfW(Addr) vaddr, ElfW(Xword) size) {
   return false;
 }
 
-// The build ID note (NT_GNU_BUILD_ID) of a loaded object, read in memory.
+}  // namespace
+
 std::string loaded_build_id(const dl_phdr_info& info) {
   for (ElfW(Half) i = 0; i < info.dlpi_phnum; ++i) {
     const ElfW(Phdr)& ph = info.dlpi_phdr[i];
@@ -449,6 +450,29 @@ std::string loaded_build_id(const dl_phdr_info& info) {
     }
   }
   return {};
+}
+
+namespace {
+
+// The loader's counts of objects loaded and unloaded so far
+// (dl_phdr_info::dlpi_adds and dlpi_subs).
+struct loader_counts {
+  unsigned long long adds = 0;
+  unsigned long long subs = 0;
+  bool operator==(const loader_counts&) const = default;
+};
+
+loader_counts read_loader_counts() {
+  loader_counts counts;
+  ::dl_iterate_phdr(
+      [](dl_phdr_info* info, std::size_t size, void* data) {
+        if (size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+          *static_cast<loader_counts*>(data) = {info->dlpi_adds, info->dlpi_subs};
+        }
+        return 1;
+      },
+      &counts);
+  return counts;
 }
 
 std::string main_program_path() {
@@ -770,8 +794,7 @@ class name_shortener {
 struct symbolizer::impl {
   std::vector<std::unique_ptr<module_state>> modules;
   bool scanned = false;
-  unsigned long long loader_adds = 0;  // dl_phdr_info's counters at the last scan
-  unsigned long long loader_subs = 0;
+  loader_counts loader;  // at the last scan
   std::string main_program = main_program_path();
   std::unordered_map<std::uintptr_t, symbolized> cache;
 
@@ -786,16 +809,14 @@ struct symbolizer::impl {
     };
     struct context {
       std::vector<found> objects;
-      unsigned long long adds = 0;
-      unsigned long long subs = 0;
+      loader_counts counts;
       bool first = true;
     } c;
     ::dl_iterate_phdr(
         [](dl_phdr_info* info, std::size_t size, void* data) {
           auto& c = *static_cast<context*>(data);
           if (size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
-            c.adds = info->dlpi_adds;
-            c.subs = info->dlpi_subs;
+            c.counts = {info->dlpi_adds, info->dlpi_subs};
           }
           found object;
           if (info->dlpi_name != nullptr && *info->dlpi_name != '\0') object.path = info->dlpi_name;
@@ -836,8 +857,7 @@ struct symbolizer::impl {
       updated.push_back(std::move(m));
     }
     modules = std::move(updated);
-    loader_adds = c.adds;
-    loader_subs = c.subs;
+    loader = c.counts;
     scanned = true;
   }
 
@@ -847,18 +867,7 @@ struct symbolizer::impl {
       if (m->contains(pc)) return m.get();
     }
     // Objects loaded (or unloaded) since the last scan?
-    unsigned long long counters[2] = {0, 0};
-    ::dl_iterate_phdr(
-        [](dl_phdr_info* info, std::size_t size, void* data) {
-          if (size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
-            auto* c = static_cast<unsigned long long*>(data);
-            c[0] = info->dlpi_adds;
-            c[1] = info->dlpi_subs;
-          }
-          return 1;
-        },
-        counters);
-    if (counters[0] == loader_adds && counters[1] == loader_subs) return nullptr;
+    if (read_loader_counts() == loader) return nullptr;
     scan();
     for (const auto& m : modules) {
       if (m->contains(pc)) return m.get();
@@ -905,29 +914,11 @@ const symbolized& symbolizer::symbolize(std::uintptr_t pc) {
 
 // ---- symbol_cache ----
 
-namespace {
-
-// The loader's count of objects unloaded so far (dl_phdr_info::dlpi_subs).
-unsigned long long objects_unloaded() {
-  unsigned long long subs = 0;
-  ::dl_iterate_phdr(
-      [](dl_phdr_info* info, std::size_t size, void* data) {
-        if (size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
-          *static_cast<unsigned long long*>(data) = info->dlpi_subs;
-        }
-        return 1;
-      },
-      &subs);
-  return subs;
-}
-
-}  // namespace
-
 struct symbol_cache::impl {
   std::mutex lock;
   std::unique_ptr<symbolizer> symbols;  // opened at the first address not cached
   std::unordered_map<std::uintptr_t, symbolized> answers;  // node-based: references stay valid
-  unsigned long long unloaded = 0;  // objects_unloaded() when `answers` were given
+  unsigned long long unloaded = 0;  // loader_counts::subs when `answers` were given
 };
 
 symbol_cache::symbol_cache() : impl_(std::make_unique<impl>()) {}
@@ -935,7 +926,7 @@ symbol_cache::~symbol_cache() = default;
 
 symbol_cache::session::session(symbol_cache& cache) : cache_(cache) {
   cache_.impl_->lock.lock();
-  const unsigned long long unloaded = objects_unloaded();
+  const unsigned long long unloaded = read_loader_counts().subs;
   if (unloaded != cache_.impl_->unloaded) {
     cache_.impl_->answers.clear();
     cache_.impl_->symbols.reset();

@@ -17,6 +17,8 @@
 
 #include "core/sampler.hpp"
 
+struct dl_phdr_info;  // <link.h>
+
 namespace memlimits::memprof::detail {
 
 // One source-level function at a code address, and where in it.
@@ -91,6 +93,11 @@ class symbol_cache {
   struct impl;
   std::unique_ptr<impl> impl_;
 };
+
+// The build ID (the NT_GNU_BUILD_ID note's bytes) of a loaded object, read
+// from its notes in memory, so that it is the one of the code that runs;
+// "" if it has none.
+std::string loaded_build_id(const dl_phdr_info& info);
 
 // The name of an address of which no function is known: "object+0xoffset"
 // (the object's file name, without its directory) when `s` has a module,

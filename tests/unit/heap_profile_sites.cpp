@@ -5,17 +5,7 @@
 
 #include <cstdlib>
 
-// noinline, and for GCC noipa: no clone (static_allocator.isra.0), no
-// identical-code folding of two sites, no call made a jump.
-#if defined(__clang__)
-#  define SITE_NOINLINE __attribute__((noinline))
-#else
-#  define SITE_NOINLINE __attribute__((noinline, noipa))
-#endif
-
-// After a call, so that it is not a tail call: its return address stays in
-// the function that made it.
-#define SITE_BARRIER() asm volatile("" ::: "memory")
+#include "support/call_sites.hpp"
 
 namespace memlimits::testing::heap_profile_sites {
 
