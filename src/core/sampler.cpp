@@ -13,6 +13,7 @@
 #include "core/distributions.hpp"
 #include "core/limits_port.hpp"
 #include "core/spinlock.hpp"
+#include "platform/environment.hpp"
 #include "memlimits/sampling_rate.hpp"
 
 namespace memlimits::core {
@@ -33,13 +34,22 @@ std::atomic<std::uint64_t> seeded_threads{0};
 constinit spinlock registry_lock;
 thread_state* registry_head = nullptr;
 
+// MEMLIMITS_SEED: an unsigned integer (decimal, 0x hex or 0 octal), parsed
+// whole; 0 or unset means "from the system's entropy". A malformed value gets
+// one line on standard error and is ignored.
+std::uint64_t seed_from_environment() noexcept {
+  const char* text = platform::get_env("MEMLIMITS_SEED");
+  if (text == nullptr || *text == '\0') return 0;
+  std::uint64_t value = 0;
+  if (platform::parse_unsigned(text, value)) return value;
+  platform::report_ignored_variable("MEMLIMITS_SEED", text, "an unsigned integer");
+  return 0;
+}
+
 std::uint64_t choose_seed() noexcept {
   std::uint64_t seed = global_seed.load(std::memory_order_acquire);
   if (seed != 0) return seed;
-  std::uint64_t chosen = 0;
-  if (const char* text = platform::get_env("MEMLIMITS_SEED"); text != nullptr) {
-    chosen = std::strtoull(text, nullptr, 0);
-  }
+  std::uint64_t chosen = seed_from_environment();
   if (chosen == 0) chosen = platform::entropy() | 1;
   global_seed.compare_exchange_strong(seed, chosen, std::memory_order_acq_rel);
   return global_seed.load(std::memory_order_acquire);
@@ -117,6 +127,15 @@ constinit platform::fork_handlers fork_hooks{&fork_prepare, &fork_parent, &fork_
 
 void initialise_thread(thread_state& s) noexcept;
 
+// Whether the process's start routine was claimed by a thread.
+constinit std::atomic<bool> process_started{false};
+
+void start_process_once() noexcept {
+  if (on_process_start == nullptr || process_started.load(std::memory_order_relaxed)) return;
+  if (process_started.exchange(true, std::memory_order_acq_rel)) return;
+  on_process_start();
+}
+
 // A thread's first event (or first deadline): its state is made live and its
 // stream starts at position 0, with nothing consumed.
 void start_thread(thread_state& s) noexcept {
@@ -176,6 +195,7 @@ std::uint64_t on_event(std::size_t bytes) noexcept {
   // the block holds a sample (limits_port.hpp: task_ops::refill).
   bool deadline_only = level == 0;
   if (s.status_ == status_new) {
+    start_process_once();
     // countdown_ was 0: the stream starts with this block.
     start_thread(s);
     before = 0;

@@ -73,6 +73,16 @@ MEMLIMITS_ALWAYS_INLINE std::uint64_t stream_position() noexcept {
 // the hooks in a way that recurses (it runs with sampling off).
 std::uint64_t on_event(std::size_t bytes) noexcept;
 
+// The process's start routine, for the layer that builds profiles from the
+// environment (the preload library): when a definition is linked in, the
+// first event of the process calls it once, on the allocating thread, with
+// sampling off for that thread and before the thread's first samples are
+// drawn, so that a rate it sets covers the process's first allocation (even
+// one made in another shared library's constructor). It may allocate; other
+// threads that allocate meanwhile do not wait for it. Unlinked (the weak
+// reference is null) nothing is called.
+[[gnu::weak]] void on_process_start() noexcept;
+
 // The rate at which the calling thread's samples are drawn now.
 inline double thread_rate() noexcept { return this_thread_state().rate_; }
 

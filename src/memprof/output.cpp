@@ -29,7 +29,8 @@ void file_sink::finish(const char* what) {
 
 atomic_file::atomic_file(std::string path, const char* what)
     : path_(std::move(path)), temporary_(path_ + ".tmp." + std::to_string(::getpid())), what_(what) {
-  file_ = std::fopen(temporary_.c_str(), "w");
+  // "e": O_CLOEXEC, so that a program that execs meanwhile does not inherit it.
+  file_ = std::fopen(temporary_.c_str(), "we");
   if (file_ == nullptr) {
     throw std::system_error(errno, std::generic_category(),
                             std::string(what_) + ": cannot write " + path_ + " (opening " +

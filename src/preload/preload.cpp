@@ -1,17 +1,19 @@
 // preload/preload.cpp — what the LD_PRELOAD library adds to the hooks:
-// profiles driven by environment variables, for unmodified programs.
+// profiles driven by environment variables, for unmodified programs, and
+// nothing else that a program could notice.
 //
 // A summary of the allocations:
 //   MEMLIMITS_PROFILE_RATE    sampling rate in (0, 1]; no summary when unset
-//   MEMLIMITS_PROFILE_OUTPUT  file the summary is appended to at exit
-//                             (default: standard error)
+//   MEMLIMITS_PROFILE_OUTPUT  file the summary is appended to; "%p" in it
+//                             stands for the process id; "-" is standard
+//                             error (default: memlimits.%p.json in the
+//                             directory the program started in)
 // The summary is one JSON object per process on one line: pid, rate,
 // samples, sampled_blocks, estimated_bytes (samples * 8 / rate: an unbiased
 // estimate of the bytes allocated), live_samples (not yet freed at exit).
-// Written with write(2) from a stack buffer: nothing allocates at exit.
+// Written with write(2) from a stack buffer: nothing allocates.
 //
-// A heap profile (memprof::heap_profile) of what is live at exit, that is
-// after the program's static destructors have run:
+// A heap profile (memprof::heap_profile) of what is live at exit:
 //   MEMLIMITS_HEAP_PROFILE        file of the profile: pprof's format
 //                                 (gzip-compressed profile.proto: go tool
 //                                 pprof) when the name ends in ".pb.gz" or
@@ -26,17 +28,38 @@
 //                                 MEMLIMITS_PROFILE_RATE if set, else
 //                                 memlimits::default_sampling_rate)
 //   MEMLIMITS_HEAP_PROFILE_DEPTH  frames per callstack, in [1, 256] (default 64)
-// The files are written at exit by the library's destructor with sampling
-// off on the writing thread (the writer allocates: its blocks stay out of
-// the profiles); other threads may go on allocating meanwhile, the table is
-// lock-free. A process that ends by _exit() or a signal writes nothing.
+//
+// Every variable is parsed whole (platform/environment.hpp). A malformed
+// value gets one line on standard error naming the variable and the value,
+// and is ignored as if it were unset. An empty value is unset.
+//
+// When. The library has no constructor: the core calls on_process_start at
+// the process's first allocation (core/sampler.hpp), wherever it is made,
+// so the profiles also cover allocations in the constructors of shared
+// libraries that the loader initialises before this one. The files are
+// written by an exit handler that the library's destructor registers while
+// the loader runs the destructors of every object (_dl_fini, itself an exit
+// handler): glibc's exit() runs handlers registered meanwhile once _dl_fini
+// has returned, that is after the program's static destructors, its atexit
+// handlers and every shared library's destructors. Not covered: allocations
+// and frees of other threads after the write, and anything after exit's
+// handlers (stdio's final flush frees nothing). A process that ends by
+// _exit(), quick_exit(), exec or a signal writes nothing.
+//
+// No descriptor is held: the files are opened at write time with O_CLOEXEC
+// and closed. Writers run with sampling off on the writing thread (the heap
+// profile's writer allocates: its blocks stay out of the profiles); other
+// threads may go on allocating meanwhile, the tables are lock-free.
+//
 // Layer 8, the last: the preload library's glue over the layers below (the
-// heap profiler of memprof/ through its API, and core::sampling_off).
+// heap profiler of memprof/ through its API, core's start routine and
+// sampling_off, platform's environment parsers).
 #include <fcntl.h>
 #include <limits.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -48,9 +71,74 @@
 #include "core/sampler.hpp"
 #include "memlimits/memprof.hpp"
 #include "memlimits/sampling_rate.hpp"
+#include "platform/environment.hpp"
 #include "platform/platform.hpp"
 
+extern "C" int __cxa_atexit(void (*function)(void*), void* argument, void* dso_handle);
+
 namespace {
+
+void report(const char* text) noexcept {
+  memlimits::platform::write_stderr(text, std::strlen(text));
+}
+
+// A path of the user's: absolute (a relative one is taken from the working
+// directory at start, so that a chdir() of the program does not move the
+// file), with "%p" expanded at write time.
+class output_path {
+ public:
+  // False (and reported, naming `variable`) when it cannot be resolved.
+  bool assign(const char* variable, const char* path) noexcept {
+    std::size_t length = 0;
+    if (path[0] != '/') {
+      if (::getcwd(text_, sizeof text_) == nullptr) {
+        report_ignored(variable, path, "a path (the working directory cannot be read)");
+        return false;
+      }
+      length = std::strlen(text_);
+      if (length + 1 < sizeof text_ && text_[length - 1] != '/') text_[length++] = '/';
+    }
+    if (length + std::strlen(path) + 1 > sizeof text_) {
+      report_ignored(variable, path, "a path shorter than PATH_MAX");
+      text_[0] = '\0';
+      return false;
+    }
+    std::strcpy(text_ + length, path);
+    return true;
+  }
+
+  // The path with each "%p" replaced by the process id, in `out`; false if
+  // it does not fit.
+  bool expand(char* out, std::size_t size) const noexcept {
+    char pid[24];
+    const int pid_length = std::snprintf(pid, sizeof pid, "%d", static_cast<int>(::getpid()));
+    std::size_t n = 0;
+    for (const char* c = text_; *c != '\0'; ++c) {
+      const bool is_pid = c[0] == '%' && c[1] == 'p';
+      const std::size_t piece = is_pid ? static_cast<std::size_t>(pid_length) : 1;
+      if (n + piece + 1 > size) return false;
+      if (is_pid) {
+        std::memcpy(out + n, pid, piece);
+        ++c;
+      } else {
+        out[n] = *c;
+      }
+      n += piece;
+    }
+    out[n] = '\0';
+    return true;
+  }
+
+  bool empty() const noexcept { return text_[0] == '\0'; }
+
+  static void report_ignored(const char* variable, const char* value,
+                             const char* expected) noexcept {
+    memlimits::platform::report_ignored_variable(variable, value, expected);
+  }
+
+ private:
+  char text_[PATH_MAX] = {};
+};
 
 class summary_tracker final : public memlimits::memprof::tracker {
  public:
@@ -64,7 +152,8 @@ class summary_tracker final : public memlimits::memprof::tracker {
     live_.fetch_sub(reinterpret_cast<std::uintptr_t>(cookie), std::memory_order_relaxed);
   }
 
-  void write(const char* path, double rate, int error_fd) const noexcept {
+  // Appends the summary line to `path` (nullptr: standard error).
+  void write(const output_path* path, double rate) const noexcept {
     char line[512];
     const auto samples = samples_.load();
     const int length = std::snprintf(
@@ -77,14 +166,26 @@ class summary_tracker final : public memlimits::memprof::tracker {
     if (length <= 0) return;
     const auto size = static_cast<std::size_t>(length) < sizeof line
                           ? static_cast<std::size_t>(length) : sizeof line - 1;
-    int fd = error_fd;
-    if (path != nullptr && *path != '\0') {
-      fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      if (fd < 0) return;
+    if (path == nullptr) {
+      [[maybe_unused]] ssize_t written = ::write(STDERR_FILENO, line, size);
+      return;
     }
+    char file[PATH_MAX + 32];
+    if (!path->expand(file, sizeof file)) {
+      report("memlimits: summary not written: its path is too long with the process id\n");
+      return;
+    }
+    const int fd = ::open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     // O_APPEND and one write: lines of concurrent processes do not mix.
-    [[maybe_unused]] ssize_t written = ::write(fd, line, size);
-    if (fd != error_fd) ::close(fd);
+    const bool written = fd >= 0 && ::write(fd, line, size) == static_cast<ssize_t>(size);
+    const int error = errno;
+    if (fd >= 0) ::close(fd);
+    if (!written) {
+      char message[PATH_MAX + 128];
+      std::snprintf(message, sizeof message, "memlimits: summary not written to \"%s\": %s\n",
+                    file, std::strerror(error));
+      report(message);
+    }
   }
 
  private:
@@ -93,96 +194,102 @@ class summary_tracker final : public memlimits::memprof::tracker {
   std::atomic<std::int64_t> live_{0};
 };
 
-// Constructed in place and never destroyed, so that it outlives every other
+// Constructed in place and never destroyed, so that they outlive every
 // destructor of the process that may still free memory.
 alignas(summary_tracker) unsigned char tracker_storage[sizeof(summary_tracker)];
 alignas(memlimits::memprof::profile) unsigned char profile_storage[sizeof(memlimits::memprof::profile)];
-summary_tracker* summary = nullptr;
-memlimits::memprof::profile* running = nullptr;
-double profile_rate = 0.0;
-// Programs such as coreutils close standard error before the library's
-// destructors run: keep a descriptor of our own.
-int error_fd = STDERR_FILENO;
-
-// The heap profile, also never destroyed, and what its writer needs: the
-// environment may change while the program runs, so it is read at start.
 alignas(memlimits::memprof::heap_profile) unsigned char
     heap_storage[sizeof(memlimits::memprof::heap_profile)];
-memlimits::memprof::heap_profile* heap = nullptr;
-char heap_path[PATH_MAX];
-std::size_t heap_top = memlimits::memprof::heap_profile::default_top;
 
-void report(const char* text) noexcept {
-  [[maybe_unused]] ssize_t written = ::write(error_fd, text, std::strlen(text));
-}
+// What the start routine read from the environment (which the program may
+// change later) and built. Plain data, constant-initialised: the start
+// routine may run before this library's constructors would.
+struct preload_state {
+  summary_tracker* summary = nullptr;
+  double summary_rate = 0.0;
+  bool summary_to_stderr = false;
+  output_path summary_path;
+  memlimits::memprof::heap_profile* heap = nullptr;
+  output_path heap_path;
+  std::size_t heap_top = memlimits::memprof::heap_profile::default_top;
+};
+constinit preload_state state;
+constinit std::atomic<bool> started{false};
 
-// A rate in (0, 1] from `name`; `fallback` when unset, -1 when malformed.
-double rate_from(const char* name, double fallback) noexcept {
+// The value of `name`, or nullptr when unset or empty.
+const char* setting(const char* name) noexcept {
   const char* text = memlimits::platform::get_env(name);
-  if (text == nullptr || *text == '\0') return fallback;
-  char* end = nullptr;
-  const double rate = std::strtod(text, &end);
-  return end != text && *end == '\0' && memlimits::is_valid_sampling_rate(rate) ? rate : -1.0;
+  return text != nullptr && *text != '\0' ? text : nullptr;
 }
 
-// A decimal count in [low, high] from `name`; `fallback` when unset, -1 when
+constexpr const char* rate_expected = "a sampling rate in (0, 1]";
+
+// A rate in (0, 1] from `name`; `fallback` when unset or malformed.
+double rate_setting(const char* name, double fallback) noexcept {
+  const char* text = setting(name);
+  if (text == nullptr) return fallback;
+  double rate = 0;
+  if (memlimits::platform::parse_number(text, rate) && memlimits::is_valid_sampling_rate(rate)) {
+    return rate;
+  }
+  memlimits::platform::report_ignored_variable(name, text, rate_expected);
+  return fallback;
+}
+
+// A decimal count in [low, high] from `name`; `fallback` when unset or
 // malformed.
-long long count_from(const char* name, long long fallback, long long low, long long high) noexcept {
-  const char* text = memlimits::platform::get_env(name);
-  if (text == nullptr || *text == '\0') return fallback;
-  char* end = nullptr;
-  const long long value = std::strtoll(text, &end, 10);
-  return end != text && *end == '\0' && value >= low && value <= high ? value : -1;
+std::uint64_t count_setting(const char* name, std::uint64_t fallback, std::uint64_t low,
+                            std::uint64_t high, const char* expected) noexcept {
+  const char* text = setting(name);
+  if (text == nullptr) return fallback;
+  std::uint64_t value = 0;
+  if (memlimits::platform::parse_unsigned(text, value) && value >= low && value <= high) {
+    return value;
+  }
+  memlimits::platform::report_ignored_variable(name, text, expected);
+  return fallback;
 }
 
-void start_heap_profile() noexcept {
-  const char* path = memlimits::platform::get_env("MEMLIMITS_HEAP_PROFILE");
-  if (path == nullptr || *path == '\0') return;
+void start_summary(double rate) noexcept {
+  if (rate <= 0) return;
+  if (const char* output = setting("MEMLIMITS_PROFILE_OUTPUT"); output != nullptr) {
+    if (std::strcmp(output, "-") == 0) {
+      state.summary_to_stderr = true;
+    } else if (!state.summary_path.assign("MEMLIMITS_PROFILE_OUTPUT", output)) {
+      // Reported; the default file instead.
+    }
+  }
+  if (!state.summary_to_stderr && state.summary_path.empty() &&
+      !state.summary_path.assign("MEMLIMITS_PROFILE_OUTPUT", "memlimits.%p.json")) {
+    return;
+  }
+  try {
+    state.summary = new (tracker_storage) summary_tracker;
+    new (profile_storage) memlimits::memprof::profile(*state.summary, rate);
+    state.summary_rate = rate;
+  } catch (const std::exception& e) {
+    state.summary = nullptr;
+    report("memlimits: no summary: ");
+    report(e.what());
+    report("\n");
+  }
+}
+
+void start_heap_profile(double profile_rate) noexcept {
   using memlimits::memprof::heap_profile;
   using memlimits::memprof::profile;
-  // A malformed MEMLIMITS_PROFILE_RATE is reported by the summary.
-  constexpr double default_rate = memlimits::default_sampling_rate;
-  const double shared_rate = rate_from("MEMLIMITS_PROFILE_RATE", default_rate);
-  const double rate =
-      rate_from("MEMLIMITS_HEAP_PROFILE_RATE", shared_rate > 0 ? shared_rate : default_rate);
-  const long long depth = count_from("MEMLIMITS_HEAP_PROFILE_DEPTH",
-                                     static_cast<long long>(heap_profile::default_callstack_size),
-                                     1, static_cast<long long>(profile::max_callstack_size));
-  const long long top = count_from("MEMLIMITS_HEAP_PROFILE_TOP",
-                                   static_cast<long long>(heap_profile::default_top), 0, 1LL << 40);
-  if (rate < 0) {
-    report("memlimits: MEMLIMITS_HEAP_PROFILE_RATE must be a number in (0, 1]; no heap profile\n");
-    return;
-  }
-  if (depth < 0) {
-    report("memlimits: MEMLIMITS_HEAP_PROFILE_DEPTH must be an integer in [1, 256]; "
-           "no heap profile\n");
-    return;
-  }
-  if (top < 0) {
-    report("memlimits: MEMLIMITS_HEAP_PROFILE_TOP must be a non-negative integer; "
-           "no heap profile\n");
-    return;
-  }
-  // An absolute path, so that a chdir() of the program does not move the file.
-  std::size_t length = 0;
-  if (path[0] != '/') {
-    if (::getcwd(heap_path, sizeof heap_path) == nullptr) {
-      report("memlimits: MEMLIMITS_HEAP_PROFILE: cannot read the current directory; "
-             "no heap profile\n");
-      return;
-    }
-    length = std::strlen(heap_path);
-    if (length + 1 < sizeof heap_path && heap_path[length - 1] != '/') heap_path[length++] = '/';
-  }
-  if (length + std::strlen(path) + 1 > sizeof heap_path) {
-    report("memlimits: MEMLIMITS_HEAP_PROFILE: path too long; no heap profile\n");
-    return;
-  }
-  std::strcpy(heap_path + length, path);
-  heap_top = static_cast<std::size_t>(top);
+  const double rate = rate_setting(
+      "MEMLIMITS_HEAP_PROFILE_RATE",
+      profile_rate > 0 ? profile_rate : memlimits::default_sampling_rate);
+  const std::uint64_t depth =
+      count_setting("MEMLIMITS_HEAP_PROFILE_DEPTH", heap_profile::default_callstack_size, 1,
+                    profile::max_callstack_size, "an integer in [1, 256]");
+  state.heap_top = count_setting("MEMLIMITS_HEAP_PROFILE_TOP", heap_profile::default_top, 0,
+                                 std::uint64_t{1} << 40, "a non-negative integer");
+  const char* path = setting("MEMLIMITS_HEAP_PROFILE");
+  if (path == nullptr || !state.heap_path.assign("MEMLIMITS_HEAP_PROFILE", path)) return;
   try {
-    heap = new (heap_storage) heap_profile(rate, static_cast<std::size_t>(depth));
+    state.heap = new (heap_storage) heap_profile(rate, static_cast<std::size_t>(depth));
   } catch (const std::exception& e) {
     report("memlimits: no heap profile: ");
     report(e.what());
@@ -190,18 +297,13 @@ void start_heap_profile() noexcept {
   }
 }
 
-// heap_path with each "%p" replaced by the process id.
-std::string expand_heap_path() {
-  std::string path;
-  for (const char* c = heap_path; *c != '\0'; ++c) {
-    if (c[0] == '%' && c[1] == 'p') {
-      path += std::to_string(::getpid());
-      ++c;
-    } else {
-      path += *c;
-    }
-  }
-  return path;
+// Reads every setting (so that each malformed one is reported once) and
+// starts what they ask for.
+void start_environment_profile() noexcept {
+  if (started.exchange(true, std::memory_order_acq_rel)) return;
+  const double rate = rate_setting("MEMLIMITS_PROFILE_RATE", 0.0);
+  start_heap_profile(rate);
+  start_summary(rate);
 }
 
 // pprof's format for a name ending in ".pb.gz" or ".pb" (the names Go's and
@@ -216,13 +318,18 @@ void write_heap_profile() noexcept {
   // for this thread.
   memlimits::core::sampling_off off;
   try {
-    const std::string path = expand_heap_path();
-    if (is_pprof_path(path)) {
-      heap->write_pprof(path);
-    } else {
-      heap->write_folded(path);
+    char expanded[PATH_MAX + 32];
+    if (!state.heap_path.expand(expanded, sizeof expanded)) {
+      report("memlimits: heap profile not written: its path is too long with the process id\n");
+      return;
     }
-    if (heap_top > 0) heap->write_top(path + ".top", heap_top);
+    const std::string path = expanded;
+    if (is_pprof_path(path)) {
+      state.heap->write_pprof(path);
+    } else {
+      state.heap->write_folded(path);
+    }
+    if (state.heap_top > 0) state.heap->write_top(path + ".top", state.heap_top);
   } catch (const std::exception& e) {
     report("memlimits: heap profile not written: ");
     report(e.what());
@@ -230,34 +337,27 @@ void write_heap_profile() noexcept {
   }
 }
 
-__attribute__((constructor)) void start_environment_profile() {
-  start_heap_profile();
-  if (heap != nullptr) {
-    if (const int fd = ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3); fd >= 0) error_fd = fd;
-  }
-  const char* text = memlimits::platform::get_env("MEMLIMITS_PROFILE_RATE");
-  if (text == nullptr || *text == '\0') return;
-  char* end = nullptr;
-  const double rate = std::strtod(text, &end);
-  if (end == text || !memlimits::is_valid_sampling_rate(rate)) {
-    static constexpr char message[] =
-        "memlimits: MEMLIMITS_PROFILE_RATE must be a number in (0, 1]; no profile\n";
-    memlimits::platform::write_stderr(message, sizeof message - 1);
-    return;
-  }
-  summary = new (tracker_storage) summary_tracker;
-  running = new (profile_storage) memlimits::memprof::profile(*summary, rate);
-  profile_rate = rate;
-  if (error_fd == STDERR_FILENO) {
-    if (const int fd = ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3); fd >= 0) error_fd = fd;
+void write_environment_profile(void*) {
+  if (state.heap != nullptr) write_heap_profile();
+  if (state.summary != nullptr) {
+    state.summary->write(state.summary_to_stderr ? nullptr : &state.summary_path,
+                         state.summary_rate);
   }
 }
 
-__attribute__((destructor)) void write_environment_profile() {
-  if (heap != nullptr) write_heap_profile();
-  if (summary == nullptr) return;
-  summary->write(memlimits::platform::get_env("MEMLIMITS_PROFILE_OUTPUT"), profile_rate,
-                 error_fd);
+// Runs inside _dl_fini, among the destructors of every loaded object: the
+// handler it registers runs once they have all run (see the header). A
+// process that never allocated starts here, so that it too writes its
+// summary.
+__attribute__((destructor)) void schedule_environment_profile() {
+  start_environment_profile();
+  if (state.heap == nullptr && state.summary == nullptr) return;
+  // No DSO handle: __cxa_finalize of this library must not run it early.
+  if (__cxa_atexit(&write_environment_profile, nullptr, nullptr) != 0) {
+    write_environment_profile(nullptr);
+  }
 }
 
 }  // namespace
+
+void memlimits::core::on_process_start() noexcept { start_environment_profile(); }
