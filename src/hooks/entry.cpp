@@ -53,6 +53,13 @@ void* allocate_sampled(std::size_t bytes, std::size_t alignment, source origin, 
 
 void* allocate_slow(std::size_t bytes, std::size_t alignment, source origin, bool zero,
                     call_kind kind, void* caller) noexcept {
+  if (MEMLIMITS_UNLIKELY(bytes > core::max_block_bytes)) {
+    // Beyond what the core counts: the system decides, and the stream never
+    // sees the request (consume() counted it; refund() undoes that exactly).
+    core::refund(bytes);
+    if (alignment != 0) return platform::system::memalign(alignment, bytes);
+    return zero ? platform::system::calloc(1, bytes) : platform::system::malloc(bytes);
+  }
   const std::uint64_t samples = core::on_event(bytes);
   if (core::task_refuses(bytes, kind, false, caller)) {
     errno = ENOMEM;
@@ -73,6 +80,16 @@ void* allocate_slow(std::size_t bytes, std::size_t alignment, source origin, boo
   return p;
 }
 
+void* allocate_zeroed_slow(std::size_t count, std::size_t size, source origin,
+                           void* caller) noexcept {
+  const std::size_t bytes = count * size;  // allocate_zeroed checked the overflow
+  if (MEMLIMITS_UNLIKELY(bytes > core::max_block_bytes)) {
+    core::refund(bytes);
+    return platform::system::calloc(count, size);
+  }
+  return allocate_slow(bytes, 0, origin, true, call_kind::c_library, caller);
+}
+
 void deallocate_slow(void* p) noexcept {
   if (p == nullptr) return;
   const int saved_errno = errno;
@@ -85,6 +102,10 @@ void deallocate_slow(void* p) noexcept {
 }
 
 void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* caller) noexcept {
+  if (MEMLIMITS_UNLIKELY(bytes > core::max_block_bytes)) {
+    if (event_pending) core::refund(bytes);  // out of the stream, as in allocate_slow
+    return reallocate_by_system(p, bytes, 0, false);
+  }
   // `accepted`: the fast path counted the block; undo that if it fails.
   const bool accepted = !event_pending && core::consume(bytes);
   const std::uint64_t samples = accepted ? 0 : core::on_event(bytes);
@@ -119,6 +140,41 @@ void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* call
       core::refund_event(bytes);
     }
   }
+  return q;
+}
+
+void* reallocate_by_system(void* p, std::size_t count, std::size_t size, bool array) noexcept {
+  const auto call = [&] {
+    return array ? platform::system::reallocarray(p, count, size)
+                 : platform::system::realloc(p, count);
+  };
+  tracking::record* r = nullptr;
+  if (tracking::may_be_sampled(p)) {
+    const int saved_errno = errno;
+    // Out of the table before the call: once the system has freed p, another
+    // thread may be handed the same address and record it.
+    r = tracking::remove(p);
+    errno = saved_errno;
+  }
+  if (r == nullptr) return call();
+
+  void* q = call();
+  const int system_errno = errno;
+  std::size_t product;
+  const bool to_zero =
+      array ? !__builtin_mul_overflow(count, size, &product) && product == 0 : count == 0;
+  if (q == nullptr && !to_zero) {
+    // The call failed and p is untouched: it keeps its record (its owner is
+    // the only one who may free it meanwhile).
+    if (!tracking::insert(r)) {
+      core::dispatch_free(r->samples);  // out of metadata: report the free now rather than never
+      tracking::delete_record(r);
+    }
+  } else {
+    core::dispatch_free(r->samples);
+    tracking::delete_record(r);
+  }
+  errno = system_errno;
   return q;
 }
 

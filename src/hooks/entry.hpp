@@ -9,9 +9,14 @@
 // (tracking/) if they want its free. Free: one test of the address's low
 // bits (tracking::may_be_sampled); only aligned pointers go further, to the
 // lock-free bitmap and then, if marked, the table.
+// Requests the core does not count (sizes above core::max_block_bytes, a
+// calloc product that overflows, realloc to size 0) are decided by the
+// system allocator alone: its result and errno are returned as they are, and
+// the stream never sees them (see hooks/malloc.cpp for the other arguments
+// that the system decides).
 // Contract: never throws, never logs, never allocates on its own behalf
 // outside the subscribers' callbacks (which run with sampling off); preserves
-// errno except where glibc itself sets it (ENOMEM on failure).
+// errno except where the system allocator itself sets it (on failure).
 // Layer 4 (uses tracking/, core/, platform/).
 #pragma once
 
@@ -68,10 +73,25 @@ MEMLIMITS_ALWAYS_INLINE bool sanitizer_ready(const void* caller) noexcept {
 // `kind` says how the entry point reports an interruption (core/limits_port.hpp):
 // a refused allocation returns nullptr with errno ENOMEM.
 // alignment 0: the system allocator's default alignment.
+// A request above core::max_block_bytes goes to the system allocator
+// (malloc, or memalign with `alignment`) and is taken out of the stream.
 void* allocate_slow(std::size_t bytes, std::size_t alignment, source origin, bool zero,
                     call_kind kind, void* caller) noexcept;
+// calloc's slow path: allocate_slow for count * size (no overflow), or the
+// system's calloc(count, size) above core::max_block_bytes.
+void* allocate_zeroed_slow(std::size_t count, std::size_t size, source origin,
+                           void* caller) noexcept;
 void deallocate_slow(void* p) noexcept;
 void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* caller) noexcept;
+// A reallocation that the system allocator decides alone: to size 0, or to
+// a size the core does not count (count * size overflowing, or above
+// core::max_block_bytes). `array`: the system's reallocarray(p, count, size);
+// else its realloc(p, count). Its result and errno are returned as they are.
+// A sampled p keeps its record while the call may fail (a null result for a
+// size other than 0 leaves p untouched); once the system has freed, moved or
+// resized it, its free is dispatched. The block returned is not sampled.
+// A null result for size 0 counts as p freed, as glibc's realloc does.
+void* reallocate_by_system(void* p, std::size_t count, std::size_t size, bool array) noexcept;
 
 MEMLIMITS_ALWAYS_INLINE void* allocate(std::size_t bytes, source origin, call_kind kind,
                                        void* caller) noexcept {
@@ -88,19 +108,21 @@ MEMLIMITS_ALWAYS_INLINE void* allocate_zeroed(std::size_t count, std::size_t siz
                                               source origin, void* caller) noexcept {
   std::size_t bytes;
   MEMLIMITS_FORWARD_UNTIL_READY(platform::system::calloc(count, size));
+  // An overflowing product is the system's to refuse (or, should it accept
+  // it, its block is returned unsampled).
   if (MEMLIMITS_UNLIKELY(__builtin_mul_overflow(count, size, &bytes))) {
-    errno = ENOMEM;
-    return nullptr;
+    return platform::system::calloc(count, size);
   }
   if (MEMLIMITS_LIKELY(core::consume(bytes))) {
     void* p = platform::system::calloc(count, size);
     if (MEMLIMITS_UNLIKELY(p == nullptr)) core::refund(bytes);
     return p;
   }
-  return allocate_slow(bytes, 0, origin, true, call_kind::c_library, caller);
+  return allocate_zeroed_slow(count, size, origin, caller);
 }
 
-// `alignment` as glibc's memalign takes it (rounded up to a power of two).
+// `alignment` as the system's memalign takes it: the hooks of the C API pass
+// powers of two (hooks/malloc.cpp leaves every other alignment to the system).
 MEMLIMITS_ALWAYS_INLINE void* allocate_aligned(std::size_t bytes, std::size_t alignment,
                                                source origin, call_kind kind,
                                                void* caller) noexcept {
@@ -119,15 +141,12 @@ MEMLIMITS_ALWAYS_INLINE void deallocate(void* p, [[maybe_unused]] void* caller) 
   platform::system::free(p);
 }
 
-// glibc's realloc: realloc(nullptr, n) allocates, realloc(p, 0) frees and
-// returns nullptr, on failure p is left untouched.
+// realloc: realloc(nullptr, n) allocates; on failure p is left untouched;
+// realloc(p, 0) is the system's (glibc's frees p and returns nullptr).
 MEMLIMITS_ALWAYS_INLINE void* reallocate(void* p, std::size_t bytes, void* caller) noexcept {
   MEMLIMITS_FORWARD_UNTIL_READY(platform::system::realloc(p, bytes));
   if (p == nullptr) return allocate(bytes, source::malloc, call_kind::c_library, caller);
-  if (MEMLIMITS_UNLIKELY(bytes == 0)) {
-    deallocate(p, caller);
-    return nullptr;
-  }
+  if (MEMLIMITS_UNLIKELY(bytes == 0)) return reallocate_by_system(p, 0, 0, false);
   if (MEMLIMITS_LIKELY(!tracking::may_be_sampled(p))) {
     if (MEMLIMITS_LIKELY(core::consume(bytes))) {
       void* q = platform::system::realloc(p, bytes);

@@ -345,6 +345,81 @@ void write_stderr(const char* text, std::size_t length) noexcept {
 
 namespace memlimits::platform::system {
 
+#if !defined(MEMLIMITS_SANITIZER_ALLOCATOR)
+namespace {
+
+// Set while this thread looks a function up (see next_definition).
+constinit thread_local bool looking_up MEMLIMITS_TLS_MODEL = false;
+
+// Marks a lookup that found nothing, so that it is not repeated.
+constinit char no_definition_mark = 0;
+void* const no_definition = &no_definition_mark;
+
+// The definition of `name` that follows ours in the lookup order: the C
+// library's, both when the hooks are linked into the program and under the
+// preload library. Looked up at the first call, kept in `slot`. nullptr when
+// there is none, or when dlsym re-entered a hook that needs a function on
+// the thread that is looking one up (dlsym of a defined symbol does not
+// allocate; should it ever, that call fails instead of recursing). Threads
+// that race on the first call look up the same address.
+void* next_definition(std::atomic<void*>& slot, const char* name) noexcept {
+  void* f = slot.load(std::memory_order_acquire);
+  if (MEMLIMITS_LIKELY(f != nullptr)) return f == no_definition ? nullptr : f;
+  if (looking_up) return nullptr;
+  looking_up = true;
+  const int saved_errno = errno;
+  f = ::dlsym(RTLD_NEXT, name);
+  errno = saved_errno;
+  looking_up = false;
+  slot.store(f == nullptr ? no_definition : f, std::memory_order_release);
+  return f;
+}
+
+constinit std::atomic<void*> next_aligned_alloc{nullptr};
+constinit std::atomic<void*> next_posix_memalign{nullptr};
+constinit std::atomic<void*> next_reallocarray{nullptr};
+
+}  // namespace
+#endif
+
+void* aligned_alloc(std::size_t alignment, std::size_t n) noexcept {
+#if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
+  return __interceptor_aligned_alloc(alignment, n);
+#else
+  using fn_t = void* (*)(std::size_t, std::size_t);
+  if (void* f = next_definition(next_aligned_alloc, "aligned_alloc")) {
+    return reinterpret_cast<fn_t>(f)(alignment, n);
+  }
+  errno = ENOMEM;
+  return nullptr;
+#endif
+}
+
+int posix_memalign(void** out, std::size_t alignment, std::size_t n) noexcept {
+#if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
+  return __interceptor_posix_memalign(out, alignment, n);
+#else
+  using fn_t = int (*)(void**, std::size_t, std::size_t);
+  if (void* f = next_definition(next_posix_memalign, "posix_memalign")) {
+    return reinterpret_cast<fn_t>(f)(out, alignment, n);
+  }
+  return ENOMEM;
+#endif
+}
+
+void* reallocarray(void* p, std::size_t count, std::size_t size) noexcept {
+#if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
+  return __interceptor_reallocarray(p, count, size);
+#else
+  using fn_t = void* (*)(void*, std::size_t, std::size_t);
+  if (void* f = next_definition(next_reallocarray, "reallocarray")) {
+    return reinterpret_cast<fn_t>(f)(p, count, size);
+  }
+  errno = ENOMEM;
+  return nullptr;
+#endif
+}
+
 std::size_t usable_size(void* p) noexcept {
 #if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
   return __interceptor_malloc_usable_size(p);

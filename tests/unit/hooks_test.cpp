@@ -3,7 +3,9 @@
 // signature, a sampled allocation is reported to a profile with its size,
 // samples, origin and address, its free is reported exactly once, alignment
 // and zeroing requests are honoured, and argument errors, errno and failure
-// behave as glibc 2.36 and the standard say.
+// behave as the standard and the system's own C library say (the arguments
+// the hooks leave to the system are compared with its own functions, found
+// with dlsym(RTLD_NEXT); tests/preload/semantics_* compare whole batteries).
 //
 // Method: a profile at rate 1 samples every word, so every allocation of
 // size >= 1 is sampled (n_samples == ceil(size / 8)) and reported to a
@@ -12,6 +14,7 @@
 // pointer the compiler cannot see through (`opaque`), so that it can neither
 // elide malloc/free or new/delete pairs nor fold alignment or errno checks
 // from what it knows of the standard functions.
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -20,6 +23,7 @@
 #include <fcntl.h>
 
 #include <atomic>
+#include <bit>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -831,7 +835,46 @@ TEST_F(HooksRealloc, ReallocarrayIsReportedAndChecksOverflow) {
 
 // ---- aligned allocation ----
 
-class HooksAligned : public memlimits::testing::recording_fixture {};
+// The system's own function `name`: the C library's (or the sanitizer's),
+// the definition that follows the hooks'.
+template <class F>
+F* system_function(const char* name) {
+  return reinterpret_cast<F*>(dlsym(RTLD_NEXT, name));
+}
+
+class HooksAligned : public memlimits::testing::recording_fixture {
+ protected:
+  using aligned_fn = void*(std::size_t alignment, std::size_t bytes);
+
+  // hook(a, n) answers as the system's own function: the same errno, null
+  // when the system refuses, and when it accepts, a block counted like any
+  // other, aligned to the next power of two (malloc's alignment for 0).
+  void expect_as_system(const char* name, aligned_fn* hook, aligned_fn* system, std::size_t a,
+                        std::size_t n) {
+    const std::string what =
+        std::string(name) + "(" + std::to_string(a) + ", " + std::to_string(n) + ")";
+    errno = 0;
+    void* expected = system(a, n);  // the C library's own, never sampled
+    const int expected_errno = errno;
+    opaque(&std::free)(expected);
+    const std::size_t from = recorder_.mark();
+    errno = 0;
+    void* p = opaque(hook)(a, n);
+    EXPECT_EQ(errno, expected_errno) << what;
+    if (expected == nullptr) {
+      EXPECT_EQ(p, nullptr) << what << ": the system refuses it";
+      EXPECT_EQ(recorder_.mark(), from) << what;
+      return;
+    }
+    ASSERT_NE(p, nullptr) << what << ": the system accepts it";
+    const entry* e = expect_one_report(from, p, n, source::malloc, what);
+    EXPECT_TRUE(aligned_to(p, a == 0 ? alignof(std::max_align_t) : std::bit_ceil(a))) << what;
+    EXPECT_GE(opaque(&malloc_usable_size)(p), n) << what;
+    fill(p, n, 6);
+    opaque(&std::free)(p);
+    expect_freed_once(e, what);
+  }
+};
 
 struct aligned_form {
   const char* name;
@@ -923,15 +966,16 @@ TEST_F(HooksAligned, PosixMemalignRejectsBadAlignments) {
   EXPECT_EQ(recorder_.mark(), from);
 }
 
-TEST_F(HooksAligned, AlignedAllocRejectsNonPowersOfTwo) {
+TEST_F(HooksAligned, AlignedAllocLeavesOtherAlignmentsToTheSystem) {
+  // An alignment that is 0 or not a power of two is the C library's to judge
+  // (glibc 2.36 rounds it up as memalign does, 2.38 refuses it with EINVAL).
+  auto* const system_aligned_alloc = system_function<aligned_fn>("aligned_alloc");
+  ASSERT_NE(system_aligned_alloc, nullptr);
   start();
   for (const std::size_t a : {std::size_t{0}, std::size_t{3}, std::size_t{24}, std::size_t{48},
-                              std::size_t{4097}, std::size_t{3} << 12}) {
-    errno = 0;
-    EXPECT_EQ(opaque(&aligned_alloc)(a, 100), nullptr) << a;
-    EXPECT_EQ(errno, EINVAL) << a;
+                              std::size_t{100}, std::size_t{4097}, std::size_t{3} << 12}) {
+    expect_as_system("aligned_alloc", &aligned_alloc, system_aligned_alloc, a, 100);
   }
-  EXPECT_EQ(recorder_.mark(), 0u);
   // Every power of two is valid, 1 and 2 included.
   for (const std::size_t a : {std::size_t{1}, std::size_t{2}, std::size_t{4}}) {
     const std::size_t from = recorder_.mark();
@@ -941,32 +985,96 @@ TEST_F(HooksAligned, AlignedAllocRejectsNonPowersOfTwo) {
     opaque(&std::free)(p);
     expect_freed_once(e, "aligned_alloc small");
   }
-  // Too big: ENOMEM, nothing reported.
+  // Too big, in size or alignment: the system refuses it (glibc: ENOMEM),
+  // nothing is reported.
   const std::size_t from = recorder_.mark();
-  errno = 0;
-  EXPECT_EQ(opaque(&aligned_alloc)(64, std::size_t{1} << 62), nullptr);
-  EXPECT_EQ(errno, ENOMEM);
+  for (const auto& [a, n] : {std::pair{std::size_t{64}, std::size_t{1} << 62},
+                             std::pair{std::size_t{1} << 62, std::size_t{64}},
+                             std::pair{std::size_t{1} << 63, std::size_t{64}}}) {
+    errno = 0;
+    EXPECT_EQ(system_aligned_alloc(a, n), nullptr) << a << ", " << n;
+    const int expected_errno = errno;
+    errno = 0;
+    EXPECT_EQ(opaque(&aligned_alloc)(a, n), nullptr) << a << ", " << n;
+    EXPECT_EQ(errno, expected_errno) << a << ", " << n;
+  }
   EXPECT_EQ(recorder_.mark(), from);
 }
 
-TEST_F(HooksAligned, MemalignRoundsAlignmentUpToAPowerOfTwo) {
+TEST_F(HooksAligned, PosixMemalignAnswersAsTheSystemForOtherAlignments) {
+  // Alignments POSIX does not allow, and ones too large: the system's
+  // posix_memalign decides, result and *out as it leaves them.
+  auto* const system_posix_memalign =
+      system_function<int(void**, std::size_t, std::size_t)>("posix_memalign");
+  ASSERT_NE(system_posix_memalign, nullptr);
   start();
+  for (const std::size_t a : {std::size_t{0}, std::size_t{1}, std::size_t{4}, std::size_t{24},
+                              std::size_t{4097}, std::size_t{1} << 62,
+#if !defined(MEMLIMITS_TEST_ASAN)  // GCC 12's ASan fails an internal CHECK on it
+                              std::size_t{1} << 63,
+#endif
+                              std::numeric_limits<std::size_t>::max()}) {
+    void* expected = reinterpret_cast<void*>(0x1234);
+    errno = 0;
+    const int expected_result = system_posix_memalign(&expected, a, 100);
+    const int expected_errno = errno;
+    if (expected_result == 0) opaque(&std::free)(expected);
+    void* out = reinterpret_cast<void*>(0x1234);
+    errno = 0;
+    const int result = opaque(&posix_memalign)(&out, a, 100);
+    EXPECT_EQ(result, expected_result) << a;
+    EXPECT_EQ(errno, expected_errno) << a;
+    if (result == 0) {
+      EXPECT_TRUE(aligned_to(out, std::bit_ceil(a))) << a;
+      opaque(&std::free)(out);
+    } else {
+      EXPECT_EQ(out, expected) << a << ": *out not left as the system leaves it";
+    }
+  }
+}
+
+TEST_F(HooksAligned, HugeRequestsAreTheSystemsAndLeaveTheStreamAlone) {
+  // Sizes beyond the largest block the core counts: the system's answer,
+  // and the next allocation is still sampled with exactly its words.
+  start();
+  for (const std::size_t n : {(std::size_t{1} << 61) + 1, std::size_t{1} << 62, huge}) {
+    const std::size_t from = recorder_.mark();
+    errno = 0;
+    EXPECT_EQ(opaque(&std::malloc)(n), nullptr) << n;
+    EXPECT_EQ(errno, ENOMEM) << n;
+    errno = 0;
+    EXPECT_EQ(opaque(&std::calloc)(n, 1), nullptr) << n;
+    EXPECT_EQ(errno, ENOMEM) << n;
+    errno = 0;
+    EXPECT_EQ(opaque(&memalign)(64, n), nullptr) << n;
+    EXPECT_EQ(errno, ENOMEM) << n;
+    EXPECT_EQ(recorder_.mark(), from) << n;
+    void* p = opaque(&std::malloc)(40);
+    const entry* e = expect_one_report(from, p, 40, source::malloc, "after a huge request");
+    opaque(&std::free)(p);
+    expect_freed_once(e, "after a huge request");
+  }
+}
+
+TEST_F(HooksAligned, MemalignLeavesOtherAlignmentsToTheSystem) {
+  // glibc's memalign rounds an alignment up to a power of two (24 to 32, 5000
+  // to 8192, above the sampled alignment); the sanitizers' refuse it.
+  auto* const system_memalign = system_function<aligned_fn>("memalign");
+  ASSERT_NE(system_memalign, nullptr);
+  start();
+  for (const std::size_t a : {std::size_t{0}, std::size_t{3}, std::size_t{24}, std::size_t{100},
+                              std::size_t{5000}, std::size_t{3} << 12}) {
+    expect_as_system("memalign", &memalign, system_memalign, a, 100);
+  }
+#if !defined(MEMLIMITS_TEST_ASAN)
+  // Accepted by glibc: counted at the next power of two.
   const std::size_t from = recorder_.mark();
-  void* p = opaque(&memalign)(24, 100);
+  void* p = opaque(&memalign)(5000, 100);
   ASSERT_NE(p, nullptr);
-  EXPECT_TRUE(aligned_to(p, 32));
-  const entry* e = expect_one_report(from, p, 100, source::malloc, "memalign(24, 100)");
+  EXPECT_TRUE(aligned_to(p, 8192)) << p;
+  const entry* e = expect_one_report(from, p, 100, source::malloc, "memalign(5000, 100)");
   opaque(&std::free)(p);
-  expect_freed_once(e, "memalign(24, 100)");
-#if !defined(MEMLIMITS_TEST_ASAN)  // the sanitizer's memalign rejects them
-  // Above the sampled alignment: glibc rounds 5000 up to 8192.
-  const std::size_t from2 = recorder_.mark();
-  void* q = opaque(&memalign)(5000, 100);
-  ASSERT_NE(q, nullptr);
-  EXPECT_TRUE(aligned_to(q, 8192)) << q;
-  const entry* e2 = expect_one_report(from2, q, 100, source::malloc, "memalign(5000, 100)");
-  opaque(&std::free)(q);
-  expect_freed_once(e2, "memalign(5000, 100)");
+  expect_freed_once(e, "memalign(5000, 100)");
 #endif
 }
 
