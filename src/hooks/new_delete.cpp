@@ -5,15 +5,22 @@
 #include <new>
 
 #include "hooks/entry.hpp"
+#include "platform/cxx_runtime.hpp"
 
 namespace {
 
 using memlimits::hooks::call_kind;
 using memlimits::hooks::source;
+namespace cxx_runtime = memlimits::platform::cxx_runtime;
 
 // The standard's loop: call the new_handler until it succeeds, throws, or
 // there is none. A nothrow form behaves like the throwing one with
-// std::bad_alloc caught.
+// std::bad_alloc caught. The new_handler, the std::bad_alloc and the catch
+// of a nothrow form are the program's C++ runtime's (platform/cxx_runtime.hpp):
+// the preload library has a private copy of libstdc++ and libgcc whose state
+// the program never sees. No landing pad here nor in the operators that
+// throw: the program's exceptions cross these frames without meeting the
+// private copy's personality routine.
 // A limit's refusal is not an out-of-memory condition: it raises
 // limit_reached (or returns null, nothrow) without calling the new_handler.
 MEMLIMITS_NOINLINE void* retry_new(std::size_t bytes, std::size_t alignment, bool nothrow,
@@ -24,17 +31,15 @@ MEMLIMITS_NOINLINE void* retry_new(std::size_t bytes, std::size_t alignment, boo
       if (nothrow) return nullptr;
       memlimits::core::raise_interruption();
     }
-    std::new_handler handler = std::get_new_handler();
+    std::new_handler handler = cxx_runtime::new_handler(caller);
     if (handler == nullptr) {
       if (nothrow) return nullptr;
-      throw std::bad_alloc();
+      cxx_runtime::throw_bad_alloc(caller);
     }
     if (nothrow) {
-      try {
-        handler();
-      } catch (const std::bad_alloc&) {
-        return nullptr;
-      }
+      void* p = nullptr;
+      if (cxx_runtime::nothrow_new_in_program(bytes, alignment, caller, p)) return p;
+      if (!cxx_runtime::call_new_handler_nothrow(handler)) return nullptr;
     } else {
       handler();
     }
