@@ -17,6 +17,11 @@ constexpr std::size_t chunk_bytes = 64 * 1024;
 
 constinit core::spinlock pool_lock;
 record* free_records = nullptr;  // under pool_lock
+// The part of the newest chunk not yet handed out, [carve_next, carve_end):
+// records are carved one at a time, so that a process that samples a few
+// blocks touches one page of the chunk, not all 16.
+record* carve_next = nullptr;  // under pool_lock
+record* carve_end = nullptr;   // under pool_lock
 std::atomic<std::size_t> mapped_bytes{0};
 
 // ---- the table: shards of open-addressing arrays of record pointers ----
@@ -169,20 +174,19 @@ void erase_at(shard& s, std::size_t i) noexcept {
 
 record* new_record() noexcept {
   core::spinlock_guard guard(pool_lock);
-  if (free_records == nullptr) {
+  if (free_records != nullptr) {
+    record* r = free_records;
+    free_records = r->next_free;
+    return r;
+  }
+  if (carve_next == carve_end) {
     auto* chunk = static_cast<record*>(platform::map_pages(chunk_bytes));
     if (chunk == nullptr) return nullptr;
     mapped_bytes.fetch_add(chunk_bytes, std::memory_order_relaxed);
-    const std::size_t n = chunk_bytes / sizeof(record);
-    for (std::size_t i = 0; i < n; ++i) {
-      auto* r = new (&chunk[i]) record{};
-      r->next_free = free_records;
-      free_records = r;
-    }
+    carve_next = chunk;
+    carve_end = chunk + chunk_bytes / sizeof(record);
   }
-  record* r = free_records;
-  free_records = r->next_free;
-  return r;
+  return new (carve_next++) record{};
 }
 
 void delete_record(record* r) noexcept {
