@@ -115,13 +115,13 @@ struct frame_style {
 //
 // Thread-safety: any thread may allocate and free while the profile runs;
 // the callbacks neither lock nor allocate (a fixed, lock-free table of
-// `max_stacks` stacks, in pages of its own). snapshot() and the writers may
-// run on any thread, also while other threads allocate. snapshot()
-// allocates through the program's allocator (those allocations may be
-// sampled too); the writers run with sampling off for the writing thread,
-// one at a time, and keep the debug information they read to name frames
-// (a few MB to tens of MB) until the profile is destroyed, so that the next
-// write is fast.
+// `max_stacks` stacks, and of the objects that hold their frames, in pages
+// of its own). snapshot() and the writers may run on any thread, also while
+// other threads allocate. snapshot() allocates through the program's
+// allocator (those allocations may be sampled too); the writers run with
+// sampling off for the writing thread, one at a time, and keep the debug
+// information they read to name frames (a few MB to tens of MB) until the
+// profile is destroyed, so that the next write is fast.
 class MEMLIMITS_API heap_profile {
  public:
   static constexpr std::size_t default_callstack_size = 64;
@@ -133,8 +133,10 @@ class MEMLIMITS_API heap_profile {
   // [1, profile::max_callstack_size]; max_stacks: distinct stacks kept, in
   // [1, max_stacks_limit] (the samples of stacks beyond are counted in one
   // stack with no frames). The table reserves address space for 4/3 to 8/3
-  // of max_stacks entries of 8 * callstack_size + 32 bytes (a power of two
-  // of them), committed as they fill: 71 MB reserved by default. Throws
+  // of max_stacks entries of 10 * callstack_size + 32 bytes (a power of two
+  // of them; per frame, its return address and its object's record), and
+  // 2 MiB for the records of the objects (path, load bias, build ID),
+  // committed as they fill: 90 MB reserved by default. Throws
   // std::invalid_argument on a bad argument, std::length_error when
   // profile::max_profiles profiles already run, std::bad_alloc when the table
   // cannot be mapped.
@@ -169,7 +171,11 @@ class MEMLIMITS_API heap_profile {
   // '>', replaced by '_' elsewhere. The count is the stack's estimated live
   // bytes (unit: bytes, not samples). The stack with no frames is named
   // "[memlimits:unrecorded_stack]". The frames are named when the profile
-  // is written: the first write reads the objects' debug information.
+  // is written: the first write reads the objects' debug information. A
+  // frame of an object unloaded (dlclose) or moved since its stack was
+  // recorded is named from that object's file, by the path, load bias and
+  // build ID recorded with the stack (where glibc has _dl_find_object, 2.35
+  // and later), "object+0xoffset" when the file is gone or was replaced.
   // The path overload writes a temporary file beside `path` and renames it,
   // so that readers see a whole profile; it and the FILE* overload throw
   // std::system_error when the file cannot be written; the ostream overload
@@ -182,8 +188,9 @@ class MEMLIMITS_API heap_profile {
   // live bytes, share of the total, live samples, then the frames innermost
   // first, one function per line ("name at file.cpp:12", a function inlined
   // into the next one marked "[inlined]"; without a line, the offset of the
-  // call in its function, "f(int)+0x1c"). Same error handling as
-  // write_folded.
+  // call in its function, "f(int)+0x1c"). Stacks whose frames have the same
+  // names are one row. Frames are named as in write_folded. Same error
+  // handling as write_folded.
   void write_top(std::ostream& out, std::size_t top = default_top,
                  const frame_style& style = {}) const;
   void write_top(std::FILE* out, std::size_t top = default_top,
@@ -197,8 +204,9 @@ class MEMLIMITS_API heap_profile {
   // the sampling), period_type space/bytes with period 8 / rate; a location
   // per frame with its inlined functions, file and line where the program
   // has debug information; the mappings of the loaded objects with their
-  // build IDs, so that pprof can also symbolize offline. Same error handling
-  // as write_folded.
+  // build IDs, so that pprof can also symbolize offline, and of the objects
+  // unloaded since their frames were recorded (named as in write_folded),
+  // whose locations point at them. Same error handling as write_folded.
   void write_pprof(std::ostream& out) const;
   void write_pprof(std::FILE* out) const;
   void write_pprof(const std::string& path) const;

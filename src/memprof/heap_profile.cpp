@@ -21,6 +21,20 @@
 // The cookie of a tracked block encodes its entry and its sample count, so
 // that its free takes back exactly what its allocation added (the count of a
 // stack never goes below zero: a block's free happens after its allocation).
+//
+// The objects of the frames. A thread that inserts a new stack first looks
+// up the object of each frame in the profile's module registry
+// (memprof/module_registry.hpp: lock-free, no allocation; adds the object's
+// record if new), and stores the records' indices beside the frames, before
+// it publishes the key; a stack already in the table costs nothing more.
+// The writers name a frame whose object was unloaded (or moved) since from
+// that record and the object's file; the others from what is loaded.
+// What stays inexact: a stack is found by its return addresses alone, so if
+// an object is unloaded and another file (or a rebuilt one) is later loaded
+// over the same addresses, a stack of the newcomer whose every return
+// address equals one of a stack recorded before counts in that older stack,
+// and is named from the older object. The same file loaded again at the
+// same place names the same functions, so its stacks merge rightly.
 #include <cxxabi.h>
 #include <dlfcn.h>
 #include <unistd.h>
@@ -48,6 +62,7 @@
 #include "core/distributions.hpp"
 #include "core/sampler.hpp"
 #include "memlimits/memprof.hpp"
+#include "memprof/module_registry.hpp"
 #include "memprof/output.hpp"
 #include "memprof/pprof.hpp"
 #include "memprof/symbolizer.hpp"
@@ -148,6 +163,13 @@ std::string folded_frame(std::string_view name) {
 
 constexpr std::string_view unrecorded_frame = "[memlimits:unrecorded_stack]";
 
+std::string demangled(const char* mangled) {
+  int status = 0;
+  std::unique_ptr<char, decltype(&std::free)> name(
+      abi::__cxa_demangle(mangled, nullptr, nullptr, &status), &std::free);
+  return status == 0 && name ? std::string(name.get()) : std::string(mangled);
+}
+
 // frame_name(), and with `call_site` the offset of the return address in its
 // function ("f(int)+0x1c"), which tells apart two calls in one function.
 std::string describe(const void* return_address, bool call_site) {
@@ -158,11 +180,7 @@ std::string describe(const void* return_address, bool call_site) {
   // call, also when the call is the last instruction of its function.
   if (::dladdr(reinterpret_cast<const void*>(address - 1), &info) != 0) {
     if (info.dli_sname != nullptr && *info.dli_sname != '\0') {
-      int status = 0;
-      std::unique_ptr<char, decltype(&std::free)> demangled(
-          abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status), &std::free);
-      std::string name =
-          status == 0 && demangled ? std::string(demangled.get()) : std::string(info.dli_sname);
+      std::string name = demangled(info.dli_sname);
       if (call_site && info.dli_saddr != nullptr) {
         name += "+" + hex(address - reinterpret_cast<std::uintptr_t>(info.dli_saddr));
       }
@@ -182,9 +200,34 @@ std::string_view base_name(std::string_view path) {
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
+// The frame of a stack being written: its return address, and the record of
+// its object when that object was unloaded since (null: the frame is named
+// from what is loaded at its address).
+struct written_frame {
+  void* address;
+  const detail::recorded_module* origin;
+  bool operator==(const written_frame&) const = default;
+};
+
+struct written_frame_hash {
+  std::size_t operator()(const written_frame& f) const noexcept {
+    return std::hash<const void*>()(f.address) ^ (std::hash<const void*>()(f.origin) << 1);
+  }
+};
+
+// Frame j of stacks[i], as written.
+written_frame frame_of(const std::vector<heap_stack>& stacks,
+                       const std::vector<detail::frame_origins>& origins, std::size_t i,
+                       std::size_t j) {
+  const detail::recorded_module* origin =
+      i < origins.size() && j < origins[i].size() ? origins[i][j] : nullptr;
+  return {stacks[i].frames[j], origin};
+}
+
 // Names the frames of a write, once per return address (stacks share most
 // of their frames), from the symbolizer: each function at the address, the
-// inlined ones first, as "name" plus where in it, the way `style` asks.
+// inlined ones first, as "name" plus where in it, the way `style` asks. A
+// frame whose object was unloaded since is named from that object's file.
 class frame_namer {
  public:
   frame_namer(const frame_style& style, detail::symbol_cache& symbols)
@@ -195,20 +238,36 @@ class frame_namer {
   // "name at file:line", "[inlined]" after a function inlined into the
   // next; without a line, the call's offset in its function when the symbol
   // table has it ("f(int)+0x1c"), or the object and offset.
-  const std::vector<std::string>& folded(void* frame) { return names(frame, folded_, true); }
-  const std::vector<std::string>& lines(void* frame) { return names(frame, lines_, false); }
+  const std::vector<std::string>& folded(written_frame frame) {
+    return names(frame, folded_, true);
+  }
+  const std::vector<std::string>& lines(written_frame frame) { return names(frame, lines_, false); }
 
  private:
-  using cache = std::unordered_map<void*, std::vector<std::string>>;
+  using cache = std::unordered_map<written_frame, std::vector<std::string>, written_frame_hash>;
 
-  const std::vector<std::string>& names(void* frame, cache& names, bool folded) {
+  const std::vector<std::string>& names(written_frame frame, cache& names, bool folded) {
     auto [it, inserted] = names.try_emplace(frame);
     if (inserted) it->second = describe_frames(frame, folded);
     return it->second;
   }
 
-  std::vector<std::string> describe_frames(void* frame, bool folded) {
-    const auto address = reinterpret_cast<std::uintptr_t>(frame);
+  // The top table's name of a call without a line: its function and its
+  // offset in it ("f(int)+0x1c", which tells two calls in one function
+  // apart), from the symbol table the symbolizer read, else from the
+  // dynamic loader (dladdr) for an object still loaded, else the object and
+  // offset.
+  static std::string call_site(written_frame frame, const detail::symbolized& s) {
+    const auto address = reinterpret_cast<std::uintptr_t>(frame.address);
+    if (!s.symbol.empty() && s.symbol_start != 0 && s.symbol_start < address) {
+      return demangled(s.symbol.c_str()) + "+" + hex(address - s.symbol_start);
+    }
+    if (frame.origin == nullptr) return describe(frame.address, /*call_site=*/true);
+    return detail::module_offset_name(s, address);
+  }
+
+  std::vector<std::string> describe_frames(written_frame frame, bool folded) {
+    const auto address = reinterpret_cast<std::uintptr_t>(frame.address);
     std::vector<std::string> out;
     if (address == 0) {
       out.emplace_back("0x0");
@@ -216,10 +275,11 @@ class frame_namer {
     }
     // address - 1 lies in the call instruction: the function that made the
     // call, also when the call is the last instruction of its function.
-    const detail::symbolized& s = symbols_.symbolize(address - 1);
+    const detail::symbolized& s = frame.origin != nullptr
+                                      ? symbols_.symbolize_in(address - 1, *frame.origin)
+                                      : symbols_.symbolize(address - 1);
     if (s.frames.empty()) {
-      out.push_back(folded ? detail::module_offset_name(s, address - 1)
-                           : describe(frame, /*call_site=*/true));
+      out.push_back(folded ? detail::module_offset_name(s, address - 1) : call_site(frame, s));
       return out;
     }
     for (std::size_t i = 0; i < s.frames.size(); ++i) {
@@ -235,7 +295,7 @@ class frame_namer {
         name += (folded ? "@" : " at ") + where;
       } else if (!folded && !inlined) {
         // No line: tell two calls in one function apart by the offset.
-        name = describe(frame, /*call_site=*/true);
+        name = call_site(frame, s);
       }
       if (!folded && inlined) name += " [inlined]";
       out.push_back(std::move(name));
@@ -265,19 +325,22 @@ std::int64_t total_bytes(const std::vector<heap_stack>& stacks) {
   return total;
 }
 
-void write_folded_to(const std::vector<heap_stack>& stacks, const frame_style& style,
+void write_folded_to(const std::vector<heap_stack>& stacks,
+                     const std::vector<detail::frame_origins>& origins, const frame_style& style,
                      detail::symbol_cache& symbols, detail::output_sink& out) {
   // Stacks of distinct return addresses may have the same names (two calls
-  // on one line): one line per distinct named stack.
+  // on one line, one call site of an object loaded at two places): one line
+  // per distinct named stack.
   frame_namer name(style, symbols);
   std::map<std::string, std::int64_t> lines;
-  for (const heap_stack& s : stacks) {
+  for (std::size_t k = 0; k < stacks.size(); ++k) {
+    const heap_stack& s = stacks[k];
     std::string line;
     if (s.frames.empty()) {
       line = unrecorded_frame;
     } else {
       for (std::size_t i = s.frames.size(); i-- > 0;) {  // outermost first
-        const std::vector<std::string>& functions = name.folded(s.frames[i]);
+        const std::vector<std::string>& functions = name.folded(frame_of(stacks, origins, k, i));
         for (std::size_t j = functions.size(); j-- > 0;) {  // the inlined ones last
           if (!line.empty()) line += ';';
           line += folded_frame(functions[j]);
@@ -307,51 +370,78 @@ std::string readable_bytes(double bytes) {
   return unit == 0 ? format("%.0f %s", bytes, units[unit]) : format("%.1f %s", bytes, units[unit]);
 }
 
-void write_top_to(const std::vector<heap_stack>& stacks, double rate, std::size_t top,
+void write_top_to(const std::vector<heap_stack>& stacks,
+                  const std::vector<detail::frame_origins>& origins, double rate, std::size_t top,
                   const frame_style& style, detail::symbol_cache& symbols,
                   detail::output_sink& out) {
   const std::int64_t total = total_bytes(stacks);
   std::uint64_t samples = 0;
   for (const heap_stack& s : stacks) samples += s.samples;
+  // Stacks of distinct return addresses whose frames have the same names
+  // (two calls on one line, one call site of an object loaded at two
+  // places) are one row.
+  struct row {
+    std::vector<std::string> lines;  // innermost first
+    std::int64_t bytes = 0;
+    std::uint64_t samples = 0;
+  };
+  std::vector<row> rows;
+  {
+    frame_namer name(style, symbols);
+    std::unordered_map<std::string, std::size_t> row_of;
+    for (std::size_t k = 0; k < stacks.size(); ++k) {
+      const heap_stack& s = stacks[k];
+      std::vector<std::string> lines;
+      if (s.frames.empty()) lines.emplace_back(unrecorded_frame);
+      for (std::size_t i = 0; i < s.frames.size(); ++i) {
+        for (const std::string& function : name.lines(frame_of(stacks, origins, k, i))) {
+          lines.push_back(function);
+        }
+      }
+      std::string key;
+      for (const std::string& l : lines) (key += l) += '\n';
+      auto [it, inserted] = row_of.try_emplace(std::move(key), rows.size());
+      if (inserted) rows.push_back({std::move(lines), 0, 0});
+      rows[it->second].bytes += s.live_bytes;
+      rows[it->second].samples += s.samples;
+    }
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const row& a, const row& b) {
+    if (a.bytes != b.bytes) return a.bytes > b.bytes;
+    return a.samples > b.samples;
+  });
   out.put(
       format("memlimits heap profile: %s live (%lld bytes, estimated from %llu samples at "
              "rate %g), %zu stacks\n",
              readable_bytes(static_cast<double>(total)).c_str(), static_cast<long long>(total),
-             static_cast<unsigned long long>(samples), rate, stacks.size()));
-  if (stacks.empty()) return;
+             static_cast<unsigned long long>(samples), rate, rows.size()));
+  if (rows.empty()) return;
   out.put(format("%5s %16s %7s %9s  %s\n", "rank", "live bytes", "share", "samples",
                  "callstack, innermost frame first"));
   static constexpr std::string_view indent = "                                         ";  // 41
-  frame_namer name(style, symbols);
-  const std::size_t rows = std::min(top, stacks.size());
-  for (std::size_t rank = 0; rank < rows; ++rank) {
-    const heap_stack& s = stacks[rank];
+  const std::size_t shown = std::min(top, rows.size());
+  for (std::size_t rank = 0; rank < shown; ++rank) {
+    const row& r = rows[rank];
     const double share =
-        total > 0 ? 100.0 * static_cast<double>(s.live_bytes) / static_cast<double>(total) : 0.0;
-    out.put(format("%5zu %16lld %6.2f%% %9llu  ", rank + 1, static_cast<long long>(s.live_bytes),
-                   share, static_cast<unsigned long long>(s.samples)));
-    if (s.frames.empty()) {
-      out.put(unrecorded_frame);
+        total > 0 ? 100.0 * static_cast<double>(r.bytes) / static_cast<double>(total) : 0.0;
+    out.put(format("%5zu %16lld %6.2f%% %9llu  ", rank + 1, static_cast<long long>(r.bytes), share,
+                   static_cast<unsigned long long>(r.samples)));
+    bool first = true;
+    for (const std::string& function : r.lines) {
+      if (!first) {
+        out.put(indent);
+        out.put("<- ");
+      }
+      first = false;
+      out.put(function);
       out.put("\n");
     }
-    bool first = true;
-    for (void* frame : s.frames) {
-      for (const std::string& function : name.lines(frame)) {
-        if (!first) {
-          out.put(indent);
-          out.put("<- ");
-        }
-        first = false;
-        out.put(function);
-        out.put("\n");
-      }
-    }
   }
-  if (rows < stacks.size()) {
+  if (shown < rows.size()) {
     std::int64_t rest = 0;
-    for (std::size_t i = rows; i < stacks.size(); ++i) rest += stacks[i].live_bytes;
+    for (std::size_t i = shown; i < rows.size(); ++i) rest += rows[i].bytes;
     out.put(
-        format("%zu more stacks hold %lld bytes (%.2f%%)\n", stacks.size() - rows,
+        format("%zu more stacks hold %lld bytes (%.2f%%)\n", rows.size() - shown,
                static_cast<long long>(rest),
                total > 0 ? 100.0 * static_cast<double>(rest) / static_cast<double>(total) : 0.0));
   }
@@ -371,9 +461,10 @@ class heap_profile::impl final : public tracker {
         depth_(depth),
         limit_(max_stacks),
         capacity_(table_capacity(max_stacks)),
-        table_(capacity_, depth),
+        table_(capacity_, depth, detail::module_registry::supported),
         entries_(table_.entries()),
         frames_(table_.frames()),
+        modules_(table_.modules()),
         profile_(*this, rate, depth) {}
 
   void* on_alloc(const allocation& a) override {
@@ -405,46 +496,42 @@ class heap_profile::impl final : public tracker {
   }
 
   std::vector<heap_stack> snapshot() const {
+    std::vector<recorded_stack> recorded = recorded_snapshot();
     std::vector<heap_stack> stacks;
-    const auto add = [&](std::vector<void*> frames, std::size_t index) {
-      const counters c = counters_of(index);
-      const std::int64_t live = c.samples.load(std::memory_order_relaxed);
-      if (live <= 0) return;
-      heap_stack s;
-      s.frames = std::move(frames);
-      s.samples = static_cast<std::uint64_t>(live);
-      s.live_objects = c.objects.load(std::memory_order_relaxed);  // in object_unit until merged
-      stacks.push_back(std::move(s));
-    };
-    for (std::size_t i = 0; i < capacity_; ++i) {
-      stack_entry& e = entries_[i];
-      if (std::atomic_ref<std::uint64_t>(e.key).load(std::memory_order_acquire) < 2) continue;
-      void* const* frames = frames_ + i * depth_;
-      add(std::vector<void*>(frames, frames + e.depth), i);
-    }
-    add({}, capacity_);
-    // Merge the entries of one stack (see the file comment).
-    std::sort(stacks.begin(), stacks.end(),
-              [](const heap_stack& a, const heap_stack& b) { return a.frames < b.frames; });
-    std::vector<heap_stack> merged;
-    merged.reserve(stacks.size());
-    for (heap_stack& s : stacks) {
-      if (!merged.empty() && merged.back().frames == s.frames) {
-        merged.back().samples += s.samples;
-        merged.back().live_objects += s.live_objects;
-      } else {
-        merged.push_back(std::move(s));
+    stacks.reserve(recorded.size());
+    for (recorded_stack& r : recorded) stacks.push_back(std::move(r.stack));
+    return stacks;
+  }
+
+  // What a write reads: a snapshot, and which of its frames were in objects
+  // unloaded since (`unloaded` owns the records `origins` point at).
+  struct write_input {
+    std::vector<heap_stack> stacks;
+    std::vector<detail::frame_origins> origins;  // per stack
+    detail::unloaded_modules unloaded;
+  };
+
+  write_input for_write() const {
+    write_input in;
+    std::vector<recorded_stack> recorded = recorded_snapshot();
+    // After the snapshot: the records of its entries were published before
+    // the entries were.
+    in.unloaded = detail::unloaded_modules(registry_);
+    in.stacks.reserve(recorded.size());
+    in.origins.resize(recorded.size());
+    for (std::size_t i = 0; i < recorded.size(); ++i) {
+      const recorded_stack& r = recorded[i];
+      if (r.modules != nullptr) {
+        for (std::size_t j = 0; j < r.stack.frames.size(); ++j) {
+          const detail::recorded_module* origin = in.unloaded[r.modules[j]];
+          if (origin == nullptr) continue;
+          in.origins[i].resize(r.stack.frames.size(), nullptr);
+          in.origins[i][j] = origin;
+        }
       }
+      in.stacks.push_back(std::move(recorded[i].stack));
     }
-    for (heap_stack& s : merged) {
-      s.live_bytes = core::sample_weight_bytes(s.samples, rate_);
-      s.live_objects = std::llround(static_cast<double>(s.live_objects) / object_unit);
-    }
-    std::stable_sort(merged.begin(), merged.end(), [](const heap_stack& a, const heap_stack& b) {
-      if (a.live_bytes != b.live_bytes) return a.live_bytes > b.live_bytes;
-      return a.samples > b.samples;
-    });
-    return merged;
+    return in;
   }
 
   profile& feed() noexcept { return profile_; }
@@ -454,12 +541,74 @@ class heap_profile::impl final : public tracker {
   detail::symbol_cache& symbols() const noexcept { return symbols_; }
 
  private:
-  // The pages of the table: capacity entries, then capacity * depth frames.
+  // A stack of a snapshot, and per frame the registry index of its object
+  // (in the table: written before the entry was published, never after).
+  struct recorded_stack {
+    heap_stack stack;
+    const detail::module_index* modules = nullptr;  // null: none recorded
+  };
+
+  std::vector<recorded_stack> recorded_snapshot() const {
+    std::vector<recorded_stack> stacks;
+    const auto add = [&](std::vector<void*> frames, const detail::module_index* modules,
+                         std::size_t index) {
+      const counters c = counters_of(index);
+      const std::int64_t live = c.samples.load(std::memory_order_relaxed);
+      if (live <= 0) return;
+      recorded_stack& r = stacks.emplace_back();
+      r.stack.frames = std::move(frames);
+      r.stack.samples = static_cast<std::uint64_t>(live);
+      // In object_unit until merged.
+      r.stack.live_objects = c.objects.load(std::memory_order_relaxed);
+      r.modules = modules;
+    };
+    for (std::size_t i = 0; i < capacity_; ++i) {
+      stack_entry& e = entries_[i];
+      if (std::atomic_ref<std::uint64_t>(e.key).load(std::memory_order_acquire) < 2) continue;
+      void* const* frames = frames_ + i * depth_;
+      add(std::vector<void*>(frames, frames + e.depth),
+          modules_ != nullptr ? modules_ + i * depth_ : nullptr, i);
+    }
+    add({}, nullptr, capacity_);
+    // Merge the entries of one stack (see the file comment); two threads
+    // that inserted it at once found the same objects.
+    std::sort(stacks.begin(), stacks.end(), [](const recorded_stack& a, const recorded_stack& b) {
+      return a.stack.frames < b.stack.frames;
+    });
+    std::vector<recorded_stack> merged;
+    merged.reserve(stacks.size());
+    for (recorded_stack& r : stacks) {
+      if (!merged.empty() && merged.back().stack.frames == r.stack.frames) {
+        merged.back().stack.samples += r.stack.samples;
+        merged.back().stack.live_objects += r.stack.live_objects;
+      } else {
+        merged.push_back(std::move(r));
+      }
+    }
+    for (recorded_stack& r : merged) {
+      r.stack.live_bytes = core::sample_weight_bytes(r.stack.samples, rate_);
+      r.stack.live_objects = std::llround(static_cast<double>(r.stack.live_objects) / object_unit);
+    }
+    std::stable_sort(merged.begin(), merged.end(),
+                     [](const recorded_stack& a, const recorded_stack& b) {
+                       if (a.stack.live_bytes != b.stack.live_bytes) {
+                         return a.stack.live_bytes > b.stack.live_bytes;
+                       }
+                       return a.stack.samples > b.stack.samples;
+                     });
+    return merged;
+  }
+
+  // The pages of the table: capacity entries, then capacity * depth frames,
+  // then (with_modules) capacity * depth registry indices.
   class mapping {
    public:
-    mapping(std::size_t capacity, std::size_t depth)
+    mapping(std::size_t capacity, std::size_t depth, bool with_modules)
         : frames_offset_(capacity * sizeof(stack_entry)),
-          bytes_(frames_offset_ + capacity * depth * sizeof(void*)),
+          modules_offset_(frames_offset_ + capacity * depth * sizeof(void*)),
+          bytes_(modules_offset_ +
+                 (with_modules ? capacity * depth * sizeof(detail::module_index) : 0)),
+          with_modules_(with_modules),
           pages_(platform::map_pages(bytes_)) {
       if (pages_ == nullptr) throw std::bad_alloc();
     }
@@ -470,10 +619,17 @@ class heap_profile::impl final : public tracker {
     void** frames() const noexcept {
       return reinterpret_cast<void**>(static_cast<char*>(pages_) + frames_offset_);
     }
+    detail::module_index* modules() const noexcept {
+      if (!with_modules_) return nullptr;
+      return reinterpret_cast<detail::module_index*>(static_cast<char*>(pages_) +
+                                                     modules_offset_);
+    }
 
    private:
     std::size_t frames_offset_;
+    std::size_t modules_offset_;
     std::size_t bytes_;
+    bool with_modules_;
     void* pages_;
   };
 
@@ -509,6 +665,11 @@ class heap_profile::impl final : public tracker {
   std::size_t find_or_insert(void* const* frames, std::size_t n) noexcept {
     const std::uint64_t hash = hash_frames(frames, n);
     const std::size_t mask = capacity_ - 1;
+    // The frames' objects: looked up once the stack is known to be new,
+    // before an entry is claimed, so that an entry stays busy only while
+    // it is copied.
+    detail::module_index modules[profile::max_callstack_size];
+    bool modules_found = false;
     for (std::size_t probe = 0; probe < capacity_; ++probe) {
       const std::size_t index = (static_cast<std::size_t>(hash) + probe) & mask;
       stack_entry& e = entries_[index];
@@ -516,9 +677,14 @@ class heap_profile::impl final : public tracker {
       std::uint64_t seen = key.load(std::memory_order_acquire);
       if (seen == key_empty) {
         if (used_.load(std::memory_order_relaxed) >= limit_) return capacity_;
+        if (modules_ != nullptr && !modules_found) {
+          registry_.intern(frames, n, modules);
+          modules_found = true;
+        }
         if (key.compare_exchange_strong(seen, key_busy, std::memory_order_acquire)) {
           used_.fetch_add(1, std::memory_order_relaxed);
           std::copy_n(frames, n, frames_ + index * depth_);
+          if (modules_ != nullptr) std::copy_n(modules, n, modules_ + index * depth_);
           e.depth = static_cast<std::uint32_t>(n);
           key.store(hash, std::memory_order_release);
           return index;
@@ -538,9 +704,11 @@ class heap_profile::impl final : public tracker {
   std::size_t depth_;
   std::size_t limit_;
   std::size_t capacity_;
+  detail::module_registry registry_;  // the objects of the frames
   mapping table_;
   stack_entry* entries_;
   void** frames_;
+  detail::module_index* modules_;  // null when the registry is not supported
   std::atomic<std::size_t> used_{0};
   // Live samples and objects of the blocks whose stack found no entry, or
   // had no frame (atomic_ref).
@@ -583,12 +751,14 @@ std::int64_t heap_profile::live_bytes() const { return total_bytes(impl_->snapsh
 
 void heap_profile::write_folded(std::ostream& out, const frame_style& style) const {
   detail::ostream_sink sink(out);
-  write_folded_to(impl_->snapshot(), style, impl_->symbols(), sink);
+  const impl::write_input in = impl_->for_write();
+  write_folded_to(in.stacks, in.origins, style, impl_->symbols(), sink);
 }
 
 void heap_profile::write_folded(std::FILE* out, const frame_style& style) const {
   detail::file_sink sink(out);
-  write_folded_to(impl_->snapshot(), style, impl_->symbols(), sink);
+  const impl::write_input in = impl_->for_write();
+  write_folded_to(in.stacks, in.origins, style, impl_->symbols(), sink);
   sink.finish("memlimits::memprof::heap_profile::write_folded");
 }
 
@@ -599,12 +769,14 @@ void heap_profile::write_folded(const std::string& path, const frame_style& styl
 
 void heap_profile::write_top(std::ostream& out, std::size_t top, const frame_style& style) const {
   detail::ostream_sink sink(out);
-  write_top_to(impl_->snapshot(), impl_->rate(), top, style, impl_->symbols(), sink);
+  const impl::write_input in = impl_->for_write();
+  write_top_to(in.stacks, in.origins, impl_->rate(), top, style, impl_->symbols(), sink);
 }
 
 void heap_profile::write_top(std::FILE* out, std::size_t top, const frame_style& style) const {
   detail::file_sink sink(out);
-  write_top_to(impl_->snapshot(), impl_->rate(), top, style, impl_->symbols(), sink);
+  const impl::write_input in = impl_->for_write();
+  write_top_to(in.stacks, in.origins, impl_->rate(), top, style, impl_->symbols(), sink);
   sink.finish("memlimits::memprof::heap_profile::write_top");
 }
 
@@ -618,13 +790,15 @@ void heap_profile::write_top(const std::string& path, std::size_t top,
 void heap_profile::write_pprof(std::ostream& out) const {
   detail::ostream_sink sink(out);
   detail::symbol_cache::session names(impl_->symbols());
-  detail::write_pprof_to(impl_->snapshot(), impl_->rate(), names, sink);
+  const impl::write_input in = impl_->for_write();
+  detail::write_pprof_to(in.stacks, in.origins, impl_->rate(), names, sink);
 }
 
 void heap_profile::write_pprof(std::FILE* out) const {
   detail::file_sink sink(out);
   detail::symbol_cache::session names(impl_->symbols());
-  detail::write_pprof_to(impl_->snapshot(), impl_->rate(), names, sink);
+  const impl::write_input in = impl_->for_write();
+  detail::write_pprof_to(in.stacks, in.origins, impl_->rate(), names, sink);
   sink.finish("memlimits::memprof::heap_profile::write_pprof");
 }
 

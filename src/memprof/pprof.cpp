@@ -1,7 +1,8 @@
 // memprof/pprof.cpp — the heap profile in pprof's format (memprof/pprof.hpp):
 // the protobuf encoder, gzip through zlib, the mappings of /proc/self/maps
-// with their build IDs, and the write path that names frames with
-// memprof/symbolizer.hpp. Layer 6.
+// with their build IDs and those of objects unloaded since their frames were
+// recorded, and the write path that names frames with memprof/symbolizer.hpp.
+// Layer 6.
 #include "memprof/pprof.hpp"
 
 #include <elf.h>
@@ -166,7 +167,7 @@ std::string_view base_name(std::string_view path) {
 // Builds the tables from the stacks, then writes them in field order.
 class profile_builder {
  public:
-  profile_builder(std::span<const pprof_mapping> mappings, const pprof_symbolizer& symbolize)
+  profile_builder(std::span<const pprof_mapping> mappings, const pprof_pinned_symbolizer& symbolize)
       : mappings_(mappings), symbolize_(symbolize), flags_(mappings.size()) {
     by_start_.reserve(mappings.size());
     for (std::size_t i = 0; i < mappings.size(); ++i) by_start_.push_back(i);
@@ -175,16 +176,19 @@ class profile_builder {
     });
   }
 
-  // Sample.location_id of a stack, innermost first.
-  std::vector<std::uint64_t> locations_of(const heap_stack& s) {
+  // Sample.location_id of a stack, innermost first; pinned: per frame, as
+  // encode_profile's (empty: all 0).
+  std::vector<std::uint64_t> locations_of(const heap_stack& s,
+                                          std::span<const std::uint32_t> pinned) {
     std::vector<std::uint64_t> ids;
     if (s.frames.empty()) {
       ids.push_back(unrecorded_location());
       return ids;
     }
     ids.reserve(s.frames.size());
-    for (void* frame : s.frames) {
-      ids.push_back(location_of(reinterpret_cast<std::uintptr_t>(frame)));
+    for (std::size_t i = 0; i < s.frames.size(); ++i) {
+      const std::uint32_t pin = i < pinned.size() && pinned[i] <= mappings_.size() ? pinned[i] : 0;
+      ids.push_back(location_of(reinterpret_cast<std::uintptr_t>(s.frames[i]), pin));
     }
     return ids;
   }
@@ -250,17 +254,17 @@ class profile_builder {
     return unrecorded_;
   }
 
-  std::uint64_t location_of(std::uintptr_t return_address) {
-    auto [it, inserted] = location_ids_.try_emplace(return_address, 0);
+  std::uint64_t location_of(std::uintptr_t return_address, std::uint32_t pinned) {
+    auto [it, inserted] = location_ids_.try_emplace({return_address, pinned}, 0);
     if (!inserted) return it->second;
     // The return address follows the call: address - 1 lies in the call
     // instruction, in the caller's function and at the line of the call
     // (also when the call is the last instruction of its function).
     const std::uintptr_t pc = return_address == 0 ? 0 : return_address - 1;
-    const std::size_t mapping = pc == 0 ? npos : mapping_of(pc);
+    const std::size_t mapping = pinned != 0 ? pinned - 1 : pc == 0 ? npos : mapping_of(pc);
     location_entry l{mapping == npos ? 0 : mapping + 1, pc, {}};
     if (pc != 0) {
-      const pprof_symbols symbols = symbolize_(pc);
+      const pprof_symbols symbols = symbolize_(pc, pinned);
       mapping_flags found;
       for (const pprof_line& line : symbols.lines) {
         std::string_view name = line.function.empty() ? line.system_name : line.function;
@@ -332,13 +336,26 @@ class profile_builder {
     return pc < mappings_[i].limit ? i : npos;
   }
 
+  // A Location per return address and pinned mapping.
+  struct location_key {
+    std::uintptr_t return_address;
+    std::uint32_t pinned;
+    bool operator==(const location_key&) const = default;
+  };
+  struct location_hash {
+    std::size_t operator()(const location_key& k) const noexcept {
+      return std::hash<std::uintptr_t>()(k.return_address ^
+                                         (static_cast<std::uintptr_t>(k.pinned) << 47));
+    }
+  };
+
   std::span<const pprof_mapping> mappings_;
-  const pprof_symbolizer& symbolize_;
+  const pprof_pinned_symbolizer& symbolize_;
   std::vector<mapping_flags> flags_;
   std::vector<std::size_t> by_start_;
   string_table strings_;
   std::vector<location_entry> locations_;
-  std::unordered_map<std::uintptr_t, std::uint64_t> location_ids_;
+  std::unordered_map<location_key, std::uint64_t, location_hash> location_ids_;
   std::uint64_t unrecorded_ = 0;
   std::vector<function_entry> functions_;
   std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, std::uint64_t> function_ids_;
@@ -354,6 +371,15 @@ std::string rate_comment(double rate) {
 
 std::string encode_profile(std::span<const heap_stack> stacks, double rate,
                            const pprof_symbolizer& symbolize,
+                           std::span<const pprof_mapping> mappings, std::int64_t time_nanos) {
+  return encode_profile(
+      stacks, {}, rate, [&symbolize](std::uintptr_t pc, std::uint32_t) { return symbolize(pc); },
+      mappings, time_nanos);
+}
+
+std::string encode_profile(std::span<const heap_stack> stacks,
+                           std::span<const std::vector<std::uint32_t>> pinned, double rate,
+                           const pprof_pinned_symbolizer& symbolize,
                            std::span<const pprof_mapping> mappings, std::int64_t time_nanos) {
   profile_builder builder(mappings, symbolize);
   string_table& strings = builder.strings();
@@ -380,8 +406,11 @@ std::string encode_profile(std::span<const heap_stack> stacks, double rate,
   value_type(profile_field::sample_type, inuse_objects, count);
   value_type(profile_field::sample_type, inuse_space, bytes);
 
-  for (const heap_stack& s : stacks) {
-    const std::vector<std::uint64_t> ids = builder.locations_of(s);
+  for (std::size_t i = 0; i < stacks.size(); ++i) {
+    const heap_stack& s = stacks[i];
+    const std::vector<std::uint64_t> ids = builder.locations_of(
+        s, i < pinned.size() ? std::span<const std::uint32_t>(pinned[i])
+                             : std::span<const std::uint32_t>());
     const std::int64_t values[] = {s.live_objects, s.live_bytes};
     message.clear();
     proto_writer m(message);
@@ -569,15 +598,47 @@ pprof_symbols symbols_of(const symbolized& s) {
 
 }  // namespace
 
-void write_pprof_to(const std::vector<heap_stack>& stacks, double rate,
+pprof_mapping unloaded_mapping(const recorded_module& m) {
+  if (m.code_start < m.code_end) {
+    return {m.code_start, m.code_end, m.code_offset, m.path, hex_bytes(m.build_id)};
+  }
+  return {m.start, m.end, 0, m.path, hex_bytes(m.build_id)};
+}
+
+void write_pprof_to(const std::vector<heap_stack>& stacks,
+                    const std::vector<frame_origins>& origins, double rate,
                     symbol_cache::session& names, output_sink& out) {
-  const std::vector<pprof_mapping> mappings = read_mappings();
-  const pprof_symbolizer symbolize = [&names](std::uintptr_t pc) {
+  std::vector<pprof_mapping> mappings = read_mappings();
+  // The unloaded objects' mappings, after the loaded ones, each once.
+  std::vector<const recorded_module*> pinned_modules;  // by pinned - 1 - loaded
+  std::unordered_map<const recorded_module*, std::uint32_t> pins;
+  std::vector<std::vector<std::uint32_t>> pinned(std::min(stacks.size(), origins.size()));
+  const std::size_t loaded = mappings.size();
+  for (std::size_t i = 0; i < pinned.size(); ++i) {
+    const frame_origins& frames = origins[i];
+    if (std::none_of(frames.begin(), frames.end(), [](const auto* m) { return m != nullptr; })) {
+      continue;
+    }
+    pinned[i].assign(frames.size(), 0);
+    for (std::size_t j = 0; j < frames.size(); ++j) {
+      if (frames[j] == nullptr) continue;
+      auto [it, inserted] = pins.try_emplace(frames[j], 0);
+      if (inserted) {
+        mappings.push_back(unloaded_mapping(*frames[j]));
+        pinned_modules.push_back(frames[j]);
+        it->second = static_cast<std::uint32_t>(mappings.size());
+      }
+      pinned[i][j] = it->second;
+    }
+  }
+  const pprof_pinned_symbolizer symbolize = [&](std::uintptr_t pc, std::uint32_t pin) {
+    if (pin > loaded) return symbols_of(names.symbolize_in(pc, *pinned_modules[pin - 1 - loaded]));
     return symbols_of(names.symbolize(pc));
   };
   const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
       std::chrono::system_clock::now().time_since_epoch());
-  const std::string encoded = encode_profile(stacks, rate, symbolize, mappings, now.count());
+  const std::string encoded =
+      encode_profile(stacks, pinned, rate, symbolize, mappings, now.count());
   gzip_to(encoded, out);
 }
 

@@ -3,7 +3,9 @@
 // length-delimited and packed fields: the few messages a heap profile needs
 // do not justify a protobuf library), then gzip-compressed with zlib.
 // heap_profile::write_pprof (pprof.cpp) feeds it a snapshot, the loaded
-// objects of /proc/self/maps and the DWARF symbolizer (memprof/symbolizer.hpp);
+// objects of /proc/self/maps and those unloaded since their frames were
+// recorded (memprof/module_registry.hpp), and the DWARF symbolizer
+// (memprof/symbolizer.hpp);
 // the encoder itself takes neutral inputs, so that tests can give it fake
 // symbols and mappings and decode every field. Layer 6.
 #pragma once
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "memlimits/memprof.hpp"
+#include "memprof/module_registry.hpp"
 #include "memprof/output.hpp"
 #include "memprof/symbolizer.hpp"
 
@@ -72,6 +75,24 @@ std::string encode_profile(std::span<const heap_stack> stacks, double rate,
                            const pprof_symbolizer& symbolize,
                            std::span<const pprof_mapping> mappings, std::int64_t time_nanos);
 
+// Symbolizes pc (a return address - 1); `pinned`: 0, or the mapping (1 +
+// its index in the profile's mappings) of the object that held pc when its
+// stack was recorded, an object unloaded since (see below).
+using pprof_pinned_symbolizer =
+    std::function<pprof_symbols(std::uintptr_t pc, std::uint32_t pinned)>;
+
+// encode_profile for stacks some of whose frames were in objects unloaded
+// (or moved) since their stacks were recorded, whose addresses may hold
+// other code by now. pinned[i][j] (when pinned[i] is not empty) is 0, or 1 +
+// the index in `mappings` of the mapping of the object that held frame j of
+// stacks[i]: that frame's Location points at that mapping whatever its
+// address falls in, there is one Location per return address and mapping,
+// and symbolize gets it. pinned may be shorter than stacks (the rest: 0).
+std::string encode_profile(std::span<const heap_stack> stacks,
+                           std::span<const std::vector<std::uint32_t>> pinned, double rate,
+                           const pprof_pinned_symbolizer& symbolize,
+                           std::span<const pprof_mapping> mappings, std::int64_t time_nanos);
+
 // gzip (RFC 1952) of data. Throws std::bad_alloc when zlib lacks memory.
 std::string gzip(std::string_view data);
 // The same, into a sink, a chunk at a time.
@@ -82,10 +103,18 @@ void gzip_to(std::string_view data, output_sink& out);
 // program's first, then by address. Empty if /proc/self/maps is unreadable.
 std::vector<pprof_mapping> read_mappings();
 
+// The Mapping of an object unloaded since its frames were recorded: its
+// executable segment at its file offset when recorded, else its whole range
+// from offset 0; its path and build ID (lowercase hex).
+pprof_mapping unloaded_mapping(const recorded_module& m);
+
 // heap_profile::write_pprof's work: `stacks` (a snapshot at `rate`) encoded
 // with the frames named through `names` and the process's mappings, gzipped
-// into `out`.
-void write_pprof_to(const std::vector<heap_stack>& stacks, double rate,
+// into `out`. origins[i] (when given) says which frames of stacks[i] were in
+// objects unloaded since: those get the mapping of their object, appended
+// after the loaded ones, and are named from its file (symbolize_in).
+void write_pprof_to(const std::vector<heap_stack>& stacks,
+                    const std::vector<frame_origins>& origins, double rate,
                     symbol_cache::session& names, output_sink& out);
 
 }  // namespace memlimits::memprof::detail

@@ -22,6 +22,12 @@
 // standard callback would ask over the network when DEBUGINFOD_URLS is set).
 // An object's file is used only if its build ID is the one in memory.
 //
+// An object unloaded since a stack was recorded (memprof/module_registry.hpp
+// kept its path, bias, range and build ID): symbolize_in reports its file at
+// the recorded bias in a libdwfl session of its own, with the same build-ID
+// check and the same indexes, and never asks dladdr, which would describe
+// whatever is loaded at the address now.
+//
 // Indexes of our own, because libdw 0.188 lacks them: the units of an
 // object by address range (dwfl_module_addrdie needs .debug_aranges, which
 // clang does not emit); per unit, built on its first address, the functions
@@ -53,6 +59,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -61,6 +68,8 @@
 
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
+
+#include "memprof/module_registry.hpp"
 
 namespace memlimits::memprof::detail {
 namespace {
@@ -397,6 +406,10 @@ struct module_state {
   interval_map unit_ranges;  // DWARF address -> index in units
   std::unordered_map<std::uint32_t, std::unique_ptr<unit_index>> indexes;
 
+  // The answers for an object that is no longer loaded (symbolize_in); a
+  // loaded object's are in the symbolizer's cache.
+  std::unordered_map<std::uintptr_t, symbolized> answers;
+
   module_state() = default;
   module_state(const module_state&) = delete;
   module_state& operator=(const module_state&) = delete;
@@ -413,43 +426,12 @@ struct module_state {
   }
 };
 
-// Whether [vaddr, vaddr + size) of a loaded object is in one of its PT_LOAD
-// segments, hence mapped.
-bool is_loaded(const dl_phdr_info& info, ElfW(Addr) vaddr, ElfW(Xword) size) {
-  for (ElfW(Half) i = 0; i < info.dlpi_phnum; ++i) {
-    const ElfW(Phdr)& ph = info.dlpi_phdr[i];
-    if (ph.p_type == PT_LOAD && ph.p_vaddr <= vaddr && size <= ph.p_memsz &&
-        vaddr - ph.p_vaddr <= ph.p_memsz - size) {
-      return true;
-    }
-  }
-  return false;
-}
-
 }  // namespace
 
 std::string loaded_build_id(const dl_phdr_info& info) {
-  for (ElfW(Half) i = 0; i < info.dlpi_phnum; ++i) {
-    const ElfW(Phdr)& ph = info.dlpi_phdr[i];
-    if (ph.p_type != PT_NOTE || !is_loaded(info, ph.p_vaddr, ph.p_memsz)) continue;
-    const auto* p = reinterpret_cast<const unsigned char*>(info.dlpi_addr + ph.p_vaddr);
-    const unsigned char* const end = p + ph.p_memsz;
-    const std::size_t align = ph.p_align > 4 ? ph.p_align : 4;
-    const auto round = [align](std::size_t n) { return (n + align - 1) & ~(align - 1); };
-    while (static_cast<std::size_t>(end - p) >= sizeof(ElfW(Nhdr))) {
-      ElfW(Nhdr) note;
-      std::memcpy(&note, p, sizeof note);
-      const unsigned char* name = p + sizeof note;
-      const unsigned char* desc = name + round(note.n_namesz);
-      if (desc > end || note.n_descsz > static_cast<std::size_t>(end - desc)) break;
-      if (note.n_type == NT_GNU_BUILD_ID && note.n_namesz == 4 &&
-          std::memcmp(name, "GNU", 4) == 0) {
-        return std::string(reinterpret_cast<const char*>(desc), note.n_descsz);
-      }
-      p = desc + round(note.n_descsz);
-    }
-  }
-  return {};
+  const std::span<const unsigned char> note =
+      loaded_build_id_note(info.dlpi_addr, info.dlpi_phdr, info.dlpi_phnum);
+  return std::string(reinterpret_cast<const char*>(note.data()), note.size());
 }
 
 namespace {
@@ -621,7 +603,7 @@ void index_symbols(module_state& m) {
 
 // The function symbol that holds `pc`; of aliases, a global one (qsort, not
 // libc's local __GI_qsort).
-const char* symbol_at(module_state& m, std::uintptr_t pc) {
+const module_state::symbol* symbol_at(module_state& m, std::uintptr_t pc) {
   if (!m.symbols_indexed) index_symbols(m);
   auto it = std::upper_bound(m.symbols.begin(), m.symbols.end(), pc,
                              [](std::uintptr_t a, const auto& s) { return a < s.low; });
@@ -633,7 +615,7 @@ const char* symbol_at(module_state& m, std::uintptr_t pc) {
     auto first = it;
     while (first != m.symbols.begin() && std::prev(first)->low == low) --first;
     for (auto s = first; s != m.symbols.end() && s->low == low; ++s) {
-      if (pc < s->high) return s->name;  // sorted by rank within one address
+      if (pc < s->high) return &*s;  // sorted by rank within one address
     }
     it = first;
   }
@@ -645,12 +627,21 @@ const char* symbol_at(module_state& m, std::uintptr_t pc) {
 // name: the symbol's is mangled, so qualified and with its parameters (a
 // static function, a lambda).
 void name_from_symbols(module_state& m, std::uintptr_t pc, symbolized& out) {
-  const char* name = symbol_at(m, pc);
-  if (name == nullptr) return;
+  const module_state::symbol* symbol = symbol_at(m, pc);
+  if (symbol == nullptr) return;
   if (out.frames.empty()) out.frames.emplace_back();
   source_location& outermost = out.frames.back();
-  outermost.linkage_name = unversioned(name);
+  outermost.linkage_name = unversioned(symbol->name);
   outermost.function = demangle(outermost.linkage_name);
+}
+
+// The symbol-table function that holds `pc`, for the offset of a call in its
+// function.
+void note_symbol(module_state& m, std::uintptr_t pc, symbolized& out) {
+  const module_state::symbol* symbol = symbol_at(m, pc);
+  if (symbol == nullptr) return;
+  out.symbol_start = symbol->low;
+  out.symbol = unversioned(symbol->name);
 }
 
 void name_from_dladdr(std::uintptr_t pc, symbolized& out) {
@@ -888,11 +879,46 @@ struct symbolizer::impl {
     if (out.frames.empty() || out.frames.back().linkage_name.empty()) {
       if (m->module != nullptr) name_from_symbols(*m, pc, out);
     }
+    if (m->module != nullptr) note_symbol(*m, pc, out);
     // An object whose file libdwfl could not use (the vDSO, a deleted or
     // replaced file): what the dynamic loader knows.
     if (m->module == nullptr && (out.frames.empty() || out.frames.back().function.empty())) {
       name_from_dladdr(pc, out);
     }
+  }
+
+  // The state of an object no longer loaded where `origin` says it was:
+  // its file reported at the recorded bias, used only if its build ID is
+  // the recorded one.
+  std::vector<std::unique_ptr<module_state>> unloaded;
+
+  module_state& unloaded_module(const recorded_module& origin) {
+    for (const auto& m : unloaded) {
+      if (m->path == origin.path && m->bias == origin.bias && m->build_id == origin.build_id &&
+          m->segments.size() == 1 && m->segments[0].first == origin.start &&
+          m->segments[0].second == origin.end) {
+        return *m;
+      }
+    }
+    auto m = std::make_unique<module_state>();
+    m->path = origin.path;
+    m->bias = origin.bias;
+    m->segments.emplace_back(origin.start, origin.end);
+    m->build_id = origin.build_id;
+    unloaded.push_back(std::move(m));
+    return *unloaded.back();
+  }
+
+  // As resolve, from the file only: never dladdr, which would describe what
+  // is loaded at pc now.
+  static void resolve_unloaded(module_state& m, std::uintptr_t pc, symbolized& out) {
+    out.module = m.path;
+    out.module_base = m.bias;
+    if (!m.opened) open_module(m);
+    if (m.dwarf != nullptr) describe_from_dwarf(m, pc, out);
+    if (m.module == nullptr) return;
+    if (out.frames.empty() || out.frames.back().linkage_name.empty()) name_from_symbols(m, pc, out);
+    note_symbol(m, pc, out);
   }
 };
 
@@ -906,6 +932,21 @@ const symbolized& symbolizer::symbolize(std::uintptr_t pc) {
       impl_->resolve(pc, it->second);
     } catch (...) {
       impl_->cache.erase(it);
+      throw;
+    }
+  }
+  return it->second;
+}
+
+const symbolized& symbolizer::symbolize_in(std::uintptr_t pc, const recorded_module& origin) {
+  if (origin.path.empty()) return symbolize(pc);  // the main program: never unloaded
+  module_state& m = impl_->unloaded_module(origin);
+  auto [it, inserted] = m.answers.try_emplace(pc);
+  if (inserted) {
+    try {
+      impl::resolve_unloaded(m, pc, it->second);
+    } catch (...) {
+      m.answers.erase(it);
       throw;
     }
   }
@@ -949,6 +990,13 @@ const symbolized& symbol_cache::session::symbolize(std::uintptr_t pc) {
     }
   }
   return it->second;
+}
+
+const symbolized& symbol_cache::session::symbolize_in(std::uintptr_t pc,
+                                                      const recorded_module& origin) {
+  impl& cache = *cache_.impl_;
+  if (cache.symbols == nullptr) cache.symbols = std::make_unique<symbolizer>();
+  return cache.symbols->symbolize_in(pc, origin);
 }
 
 std::string module_offset_name(const symbolized& s, std::uintptr_t pc) {

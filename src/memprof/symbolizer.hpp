@@ -21,6 +21,8 @@ struct dl_phdr_info;  // <link.h>
 
 namespace memlimits::memprof::detail {
 
+struct recorded_module;  // memprof/module_registry.hpp
+
 // One source-level function at a code address, and where in it.
 struct source_location {
   std::string function;      // demangled name, full; empty if unknown
@@ -37,6 +39,10 @@ struct symbolized {
   std::uintptr_t module_base = 0;       // load bias: address - module_base is the address in
                                         // the object file
   std::vector<source_location> frames;  // empty if nothing at all is known
+  std::uintptr_t symbol_start = 0;      // where the function of the object's symbol table that
+                                        // holds the address starts (at its load address); 0
+                                        // if none does, or the object's file is not used
+  std::string symbol;                   // that function's name in the symbol table (mangled)
 };
 
 class symbolizer {
@@ -49,6 +55,13 @@ class symbolizer {
   // Not thread-safe (one symbolizer per writer); caches per module and per address.
   // The reference stays valid as long as the symbolizer.
   const symbolized& symbolize(std::uintptr_t pc);
+  // pc as an address of the object that `origin` records, loaded at its
+  // recorded bias, whatever is loaded at pc now: for an object unloaded (or
+  // moved) since a stack was recorded. Named from the object's file when
+  // its build ID is the recorded one (or none was recorded), else by
+  // module only ("module" and "module_base" set: module_offset_name); never
+  // from dladdr. The main program's record (path "") is symbolize(pc).
+  const symbolized& symbolize_in(std::uintptr_t pc, const recorded_module& origin);
 
  private:
   struct impl;
@@ -80,9 +93,10 @@ class symbol_cache {
     ~session();
     session(const session&) = delete;
     session& operator=(const session&) = delete;
-    // As symbolizer::symbolize; the reference stays valid while the
-    // session lives.
+    // As symbolizer::symbolize and symbolize_in; the reference stays valid
+    // while the session lives.
     const symbolized& symbolize(std::uintptr_t pc);
+    const symbolized& symbolize_in(std::uintptr_t pc, const recorded_module& origin);
 
    private:
     core::sampling_off off_;
@@ -96,7 +110,7 @@ class symbol_cache {
 
 // The build ID (the NT_GNU_BUILD_ID note's bytes) of a loaded object, read
 // from its notes in memory, so that it is the one of the code that runs;
-// "" if it has none.
+// "" if it has none (memprof/module_registry.hpp: loaded_build_id_note).
 std::string loaded_build_id(const dl_phdr_info& info);
 
 // The name of an address of which no function is known: "object+0xoffset"

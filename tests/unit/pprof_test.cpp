@@ -4,7 +4,8 @@
 // stacks, symbols and mappings; gzip; the mappings of the running test; the
 // three overloads' files and errors; the real write path decoded; and the
 // end-to-end check with `go tool pprof` on known allocation sites
-// (pprof_sites.cpp), skipped when Go is not installed.
+// (pprof_sites.cpp), skipped when Go is not installed; and a library closed
+// before the profile is written (unloadable_lib.cpp).
 #include "memprof/pprof.hpp"
 
 #include <elf.h>
@@ -37,6 +38,7 @@
 #include "memlimits/memprof.hpp"
 #include "pprof_sites.hpp"
 #include "support/scratch_dir.hpp"
+#include "unloadable_library.hpp"
 
 namespace {
 
@@ -1055,6 +1057,113 @@ TEST(PprofEndToEnd, GoToolPprofShowsEachSiteAtItsLineWithItsLiveObjectsAndBytes)
     }
   }
   EXPECT_TRUE(caller_found) << text;
+}
+
+// ---- a library closed before the profile is written ----
+
+// Its frames get a mapping of their own (the library's path, build ID and
+// code), their locations point at it and are named from the library's file,
+// and each call site is one sample. pprof reads the file when Go is
+// installed.
+TEST(PprofUnloadedLibrary, ItsMappingHoldsItsLocationsNamedFromItsFile) {
+  constexpr std::size_t count = 25, size = 800;
+  std::vector<void*> blocks;
+  blocks.reserve(2 * count);
+  memlimits_unloadable_lines lines{};
+  std::string path;
+  std::uintptr_t bias = 0;
+  heap_profile profile(1.0, 32);
+  {
+    memlimits::testing::unloadable_library library(MEMLIMITS_UNLOADABLE_LIB);
+    lines = library.lines();
+    path = library.path();
+    bias = library.bias();
+    library.allocate(1, blocks, count, size);
+    library.allocate(2, blocks, count, size);
+    profile.stop();
+    ASSERT_TRUE(library.close()) << "dlclose left the library mapped";
+  }
+  const scratch_dir dir("memlimits-pprof");
+  const fs::path file = dir / "heap.pb.gz";
+  profile.write_pprof(file.string());
+  const pb_profile p = decode_profile(inflate_all(read_binary(file)));
+  EXPECT_TRUE(p.unknown_fields.empty());
+
+  const pb_mapping* library_mapping = nullptr;
+  for (const pb_mapping& m : p.mappings) {
+    if (p.str(m.filename) != path) continue;
+    EXPECT_EQ(library_mapping, nullptr) << "two mappings of " << path;
+    library_mapping = &m;
+  }
+  ASSERT_NE(library_mapping, nullptr) << "no mapping of " << path;
+  const pb_mapping& m = *library_mapping;
+  EXPECT_FALSE(build_id_on_disk(path).empty());
+  EXPECT_EQ(p.str(m.build_id), build_id_on_disk(path));
+  // Its executable segment, at its offset in the file (the segment's
+  // addresses and offsets in the file agree in this library).
+  EXPECT_GT(m.start, bias);
+  EXPECT_LT(m.start, m.limit);
+  EXPECT_EQ(m.offset, m.start - bias);
+  EXPECT_TRUE(m.has_functions);
+  EXPECT_TRUE(m.has_filenames);
+  EXPECT_TRUE(m.has_line_numbers);
+
+  // name -> the lines of its locations in the mapping
+  std::map<std::string, std::set<std::int64_t>> functions;
+  std::map<std::uint64_t, std::string> location_function;
+  for (const pb_location& l : p.locations) {
+    if (l.mapping_id != m.id) continue;
+    EXPECT_GE(l.address, m.start);
+    EXPECT_LT(l.address, m.limit);
+    ASSERT_EQ(l.lines.size(), 1u);
+    const pb_function& f = p.function(l.lines[0].function_id);
+    EXPECT_TRUE(ends_with(p.str(f.filename), "unloadable_lib.cpp")) << p.str(f.filename);
+    functions[p.str(f.name)].insert(l.lines[0].line);
+    location_function[l.id] = p.str(f.name);
+  }
+  using lines_set = std::set<std::int64_t>;
+  EXPECT_EQ(functions["unloadable_first::make_block(unsigned long)"],
+            lines_set{lines.malloc_line});
+  EXPECT_EQ(functions["unloadable_first::first_site(unsigned long)"],
+            lines_set{lines.first_site_line});
+  EXPECT_EQ(functions["unloadable_first::second_site(unsigned long)"],
+            lines_set{lines.second_site_line});
+  EXPECT_EQ(functions["memlimits_unloadable_allocate"],
+            (lines_set{lines.entry_first_line, lines.entry_second_line}));
+  EXPECT_EQ(functions.size(), 4u);
+
+  // One sample per call site, exact at rate 1.
+  for (const char* site : {"unloadable_first::first_site(unsigned long)",
+                           "unloadable_first::second_site(unsigned long)"}) {
+    int samples = 0;
+    for (const pb_sample& s : p.samples) {
+      if (s.location_ids.size() < 2 || location_function[s.location_ids[1]] != site) continue;
+      ++samples;
+      EXPECT_EQ(location_function[s.location_ids[0]],
+                "unloadable_first::make_block(unsigned long)");
+      EXPECT_EQ(s.values, (std::vector<std::int64_t>{static_cast<std::int64_t>(count),
+                                                     static_cast<std::int64_t>(count * size)}));
+    }
+    EXPECT_EQ(samples, 1) << site;
+  }
+
+  const std::string go = find_go();
+  if (!go.empty()) {
+    const fs::path output = dir / "raw.txt";
+    const fs::path errors = dir / "errors.txt";
+    const std::string command = "cd '" + dir.path().string() + "' && HOME='" +
+                                dir.path().string() + "' GOCACHE='" + (dir / "gocache").string() +
+                                "' GOTOOLCHAIN=local PPROF_TMPDIR='" + dir.path().string() + "' '" +
+                                go + "' tool pprof -symbolize=none -raw '" + file.string() +
+                                "' >'" + output.string() + "' 2>'" + errors.string() + "'";
+    ASSERT_EQ(std::system(command.c_str()), 0) << command << "\n"
+                                               << memlimits::testing::read_file(errors);
+    const std::string text = memlimits::testing::read_file(output);
+    EXPECT_NE(text.find("unloadable_first::first_site(unsigned long)"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find(path), std::string::npos) << text;
+  }
+  for (void* b : blocks) std::free(b);
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 // force-inlined call (two frames: the inlined function, then its caller at
 // the line of the call), compiled -O2 -g in symbolizer_sites.cpp; the same in
 // a shared library loaded after the symbolizer started; libc without debug
-// info; addresses in no object; and short_name() on real demangled names.
+// info; addresses in no object; a library closed before it is named, from
+// the record of the module registry (memprof/module_registry.hpp), and that
+// registry itself; and short_name() on real demangled names.
 #include "memprof/symbolizer.hpp"
 
 #include <cxxabi.h>
@@ -19,11 +21,18 @@
 
 #include <gtest/gtest.h>
 
+#include "memprof/module_registry.hpp"
 #include "unit/symbolizer_sites.hpp"
+#include "unit/unloadable_library.hpp"
 
 namespace {
 
+using memlimits::memprof::detail::module_index;
 using memlimits::memprof::detail::module_offset_name;
+using memlimits::memprof::detail::module_registry;
+using memlimits::memprof::detail::no_module;
+using memlimits::memprof::detail::recorded_module;
+using memlimits::memprof::detail::unloaded_modules;
 using memlimits::memprof::detail::short_name;
 using memlimits::memprof::detail::symbolized;
 using memlimits::memprof::detail::symbolizer;
@@ -216,6 +225,127 @@ TEST(Symbolizer, AddressInNoObjectHasNoFrames) {
     EXPECT_EQ(r.module_base, 0u) << text(r);
   }
   EXPECT_EQ(module_offset_name(s.symbolize(0x1000), 0x1000), "0x1000");
+}
+
+// ---- objects unloaded since their frames were recorded ----
+
+std::string hex(std::uintptr_t value) {
+  std::ostringstream out;
+  out << "0x" << std::hex << value;
+  return out.str();
+}
+
+// The build ID of the loaded object whose load bias is `bias`.
+std::string loaded_build_id_of(std::uintptr_t bias) {
+  struct context {
+    std::uintptr_t bias;
+    std::string id;
+  } c{bias, {}};
+  ::dl_iterate_phdr(
+      [](dl_phdr_info* info, std::size_t, void* data) {
+        auto& c = *static_cast<context*>(data);
+        if (info->dlpi_addr != c.bias) return 0;
+        c.id = memlimits::memprof::detail::loaded_build_id(*info);
+        return 1;
+      },
+      &c);
+  return c.id;
+}
+
+TEST(ModuleRegistry, RecordsEachObjectOnceWithWhatTheLoaderSays) {
+  if (!module_registry::supported) GTEST_SKIP() << "no _dl_find_object (glibc < 2.35)";
+  sites::call program_call;
+  sites::call_static_function(program_call);
+  int values[] = {3, 1, 2};
+  std::qsort(values, 3, sizeof values[0], compare_recording_caller);
+  ASSERT_NE(qsort_return_address, nullptr);
+  void* frames[] = {program_call.return_address, qsort_return_address, program_call.return_address,
+                    nullptr, reinterpret_cast<void*>(0x1001)};
+  module_index first[5];
+  module_index again[5];
+  module_registry registry;
+  registry.intern(frames, 5, first);
+  registry.intern(frames, 5, again);
+  EXPECT_TRUE(std::equal(first, first + 5, again));
+  EXPECT_NE(first[0], no_module);
+  EXPECT_NE(first[1], no_module);
+  EXPECT_NE(first[0], first[1]);
+  EXPECT_EQ(first[2], first[0]);
+  EXPECT_EQ(first[3], no_module);  // no frame
+  EXPECT_EQ(first[4], no_module);  // in no object
+  const std::vector<recorded_module> records = registry.records();
+  ASSERT_EQ(records.size(), 2u);
+  const recorded_module& program = records.at(first[0] - 1u);
+  EXPECT_EQ(program.path, "");  // the main program, as the loader names it
+  EXPECT_EQ(program.bias, main_program_bias());
+  EXPECT_FALSE(program.build_id.empty());
+  EXPECT_EQ(program.build_id, loaded_build_id_of(program.bias));
+  const auto pc = reinterpret_cast<std::uintptr_t>(program_call.return_address) - 1;
+  EXPECT_TRUE(program.start <= pc && pc < program.end);
+  EXPECT_TRUE(program.code_start <= pc && pc < program.code_end);
+  const recorded_module& libc = records.at(first[1] - 1u);
+  EXPECT_EQ(std::filesystem::path(libc.path).filename().string().rfind("libc.so", 0), 0u)
+      << libc.path;
+  EXPECT_EQ(libc.build_id, loaded_build_id_of(libc.bias));
+  // Both still loaded: named from what is loaded.
+  const unloaded_modules unloaded(registry);
+  EXPECT_EQ(unloaded[first[0]], nullptr);
+  EXPECT_EQ(unloaded[first[1]], nullptr);
+  EXPECT_EQ(unloaded[no_module], nullptr);
+}
+
+TEST(Symbolizer, ClosedLibraryIsNamedFromItsFileAtItsRecordedBias) {
+  if (!module_registry::supported) GTEST_SKIP() << "no _dl_find_object (glibc < 2.35)";
+  module_registry registry;
+  module_index index = no_module;
+  std::uintptr_t entry = 0;
+  std::string path;
+  std::uintptr_t bias = 0;
+  {
+    memlimits::testing::unloadable_library library(MEMLIMITS_UNLOADABLE_LIB);
+    entry = library.entry();
+    path = library.path();
+    bias = library.bias();
+    // As a stack would record it: a return address just past entry.
+    void* frame = reinterpret_cast<void*>(entry + 1);
+    registry.intern(&frame, 1, &index);
+    ASSERT_TRUE(library.close()) << "dlclose left the library mapped";
+  }
+  ASSERT_NE(index, no_module);
+  const unloaded_modules unloaded(registry);
+  ASSERT_NE(unloaded[index], nullptr) << "the closed library is not seen as unloaded";
+  const recorded_module record = *unloaded[index];
+  EXPECT_EQ(record.path, path);
+  EXPECT_EQ(record.bias, bias);
+  EXPECT_TRUE(record.start <= entry && entry < record.end);
+  EXPECT_TRUE(record.code_start <= entry && entry < record.code_end);
+  EXPECT_EQ(record.build_id.size(), 20u);  // GNU ld's default: SHA-1
+
+  symbolizer s;
+  const symbolized& r = s.symbolize_in(entry, record);
+  EXPECT_EQ(r.module, path) << text(r);
+  EXPECT_EQ(r.module_base, bias) << text(r);
+  ASSERT_EQ(r.frames.size(), 1u) << text(r);
+  EXPECT_EQ(r.frames[0].function, "memlimits_unloadable_allocate") << text(r);
+  EXPECT_TRUE(contains(r.frames[0].file, "unloadable_lib.cpp")) << text(r);
+  EXPECT_GT(r.frames[0].line, 0u) << text(r);
+  EXPECT_EQ(r.symbol_start, entry);
+  EXPECT_EQ(r.symbol, "memlimits_unloadable_allocate");
+  EXPECT_EQ(&s.symbolize_in(entry, record), &r);  // cached
+
+  // A record whose build ID is not the file's (the file was replaced), or
+  // whose file is gone: named by module and offset only.
+  recorded_module replaced = record;
+  replaced.build_id[0] = static_cast<char>(replaced.build_id[0] ^ 1);
+  recorded_module gone = record;
+  gone.path += ".gone";
+  for (const recorded_module* other : {&replaced, &gone}) {
+    const symbolized& o = s.symbolize_in(entry, *other);
+    EXPECT_TRUE(o.frames.empty()) << text(o);
+    EXPECT_EQ(o.symbol_start, 0u);
+    EXPECT_EQ(module_offset_name(o, entry),
+              std::filesystem::path(other->path).filename().string() + "+" + hex(entry - bias));
+  }
 }
 
 // ---- short_name ----
