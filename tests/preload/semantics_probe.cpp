@@ -119,6 +119,15 @@ static void report(const char* call, const void* p, int e, size_t alignment, siz
   }
 }
 
+// report(), ended with its newline, then touch_and_free() of a block.
+static void report_and_free(const char* call, void* p, int e, size_t alignment, size_t bytes) {
+  report(call, p, e, alignment, bytes);
+  if (p != NULL) {
+    printf("\n");
+    touch_and_free(p, bytes);
+  }
+}
+
 static void probe_aligned(void) {
   char call[128];
   for (size_t i = 0; i < sizeof alignments / sizeof alignments[0]; ++i) {
@@ -132,21 +141,13 @@ static void probe_aligned(void) {
       errno = 0;
       p = aligned_alloc_fn(a, n);
       e = errno;
-      report(call, p, e, a, n);
-      if (p != NULL) {
-        printf("\n");
-        touch_and_free(p, n);
-      }
+      report_and_free(call, p, e, a, n);
 
       snprintf(call, sizeof call, "memalign(%zu, %zu)", a, n);
       errno = 0;
       p = memalign_fn(a, n);
       e = errno;
-      report(call, p, e, a, n);
-      if (p != NULL) {
-        printf("\n");
-        touch_and_free(p, n);
-      }
+      report_and_free(call, p, e, a, n);
 
       void* const untouched = (void*)(uintptr_t)0x5eed;
       void* out = untouched;
@@ -157,9 +158,7 @@ static void probe_aligned(void) {
       snprintf(call, sizeof call, "posix_memalign(%zu, %zu) = %s out=%s", a, n, errno_name(r),
                kept ? "untouched" : out == NULL ? "NULL" : "set");
       if (r == 0 && !kept && out != NULL) {
-        report(call, out, e, a, n);
-        printf("\n");
-        touch_and_free(out, n);
+        report_and_free(call, out, e, a, n);
       } else {
         printf("%s: errno=%s\n", call, errno_name(e));
       }
@@ -179,11 +178,7 @@ static void probe_page_aligned(void) {
     errno = 0;
     p = valloc_fn(n);
     e = errno;
-    report(call, p, e, page, n);
-    if (p != NULL) {
-      printf("\n");
-      touch_and_free(p, n);
-    }
+    report_and_free(call, p, e, page, n);
 
     snprintf(call, sizeof call, "pvalloc(%zu)", n);
     errno = 0;
@@ -283,11 +278,7 @@ int main(void) {
     errno = 0;
     void* p = malloc_fn(n);
     const int e = errno;
-    report(call, p, e, 0, n);
-    if (p != NULL) {
-      printf("\n");
-      touch_and_free(p, n);
-    }
+    report_and_free(call, p, e, 0, n);
   }
 
   for (size_t i = 0; i < sizeof small_counts / sizeof small_counts[0]; ++i) {

@@ -540,6 +540,35 @@ TEST(HeapProfileOutput, FoldedFramesHaveFileAndLineInlinedFramesIncluded) {
   std::free(from_inlined.block);
 }
 
+// A row of the top table: rank, live bytes, share%, samples, and its
+// frames, innermost first (the first on the row's line, the others on the
+// "<- " lines after it).
+struct top_row {
+  unsigned long rank = 0;
+  long long bytes = 0;
+  double share = 0;
+  unsigned long long samples = 0;
+  std::vector<std::string> frames;
+};
+
+std::vector<top_row> top_rows(const std::string& text) {
+  std::vector<top_row> rows;
+  for (const std::string& line : lines_of(text)) {
+    top_row row;
+    int frame = 0;
+    if (std::sscanf(line.c_str(), " %lu %lld %lf%% %llu %n", &row.rank, &row.bytes, &row.share,
+                    &row.samples, &frame) == 4 &&
+        frame != 0) {
+      row.frames.push_back(line.substr(static_cast<std::size_t>(frame)));
+      rows.push_back(std::move(row));
+    } else if (const std::size_t arrow = line.find("<- ");
+               arrow != std::string::npos && !rows.empty()) {
+      rows.back().frames.push_back(line.substr(arrow + 3));
+    }
+  }
+  return rows;
+}
+
 TEST(HeapProfileOutput, TopTableRanksStacksByLiveBytes) {
   heap_profile p(1.0, 32);
   void* small = site_small(100000);
@@ -557,37 +586,27 @@ TEST(HeapProfileOutput, TopTableRanksStacksByLiveBytes) {
   ASSERT_GE(lines.size(), 5u) << text.str();
   EXPECT_NE(lines[0].find(std::to_string(p.live_bytes()) + " bytes"), std::string::npos)
       << lines[0];
-  // A row: rank, live bytes, share%, samples, innermost frame.
-  std::vector<std::pair<std::int64_t, std::string>> rows;
-  for (const std::string& line : lines) {
-    unsigned long rank = 0;
-    long long bytes = 0;
-    double share = 0;
-    unsigned long long samples = 0;
-    int frame = 0;
-    if (std::sscanf(line.c_str(), " %lu %lld %lf%% %llu %n", &rank, &bytes, &share, &samples,
-                    &frame) != 4 ||
-        frame == 0) {
-      continue;
-    }
-    EXPECT_EQ(rank, rows.size() + 1) << line;
-    EXPECT_NEAR(share, 100.0 * static_cast<double>(bytes) / static_cast<double>(p.live_bytes()),
-                0.006)
-        << line;
-    EXPECT_EQ(static_cast<long long>(samples) * 8, bytes) << line;  // rate 1: 8 bytes a sample
-    rows.emplace_back(bytes, line.substr(static_cast<std::size_t>(frame)));
+  const std::vector<top_row> rows = top_rows(text.str());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const top_row& row = rows[i];
+    EXPECT_EQ(row.rank, i + 1) << row.frames[0];
+    EXPECT_NEAR(row.share,
+                100.0 * static_cast<double>(row.bytes) / static_cast<double>(p.live_bytes()), 0.006)
+        << row.frames[0];
+    // rate 1: 8 bytes a sample
+    EXPECT_EQ(static_cast<long long>(row.samples) * 8, row.bytes) << row.frames[0];
   }
   ASSERT_EQ(rows.size(), std::min<std::size_t>(3, now.size())) << text.str();
-  EXPECT_EQ(rows[0].first, static_cast<std::int64_t>(8 * words(300000)));
+  EXPECT_EQ(rows[0].bytes, static_cast<long long>(8 * words(300000)));
   // With debug information (the tests' default build), the file and line of
   // the call; without, the call's offset in its function.
   const std::string at_line =
       "site_big(unsigned long) at heap_profile_test.cpp:" + std::to_string(site_big_malloc_line);
-  EXPECT_TRUE(rows[0].second == at_line ||
-              rows[0].second.rfind("site_big(unsigned long)+0x", 0) == 0)
-      << rows[0].second;
-  EXPECT_EQ(rows[1].second.rfind("site_middle", 0), 0u) << rows[1].second;
-  EXPECT_EQ(rows[2].second.rfind("site_small", 0), 0u) << rows[2].second;
+  EXPECT_TRUE(rows[0].frames[0] == at_line ||
+              rows[0].frames[0].rfind("site_big(unsigned long)+0x", 0) == 0)
+      << rows[0].frames[0];
+  EXPECT_EQ(rows[1].frames[0].rfind("site_middle", 0), 0u) << rows[1].frames[0];
+  EXPECT_EQ(rows[2].frames[0].rfind("site_small", 0), 0u) << rows[2].frames[0];
   // The outer frames follow, one a line.
   EXPECT_NE(text.str().find("<- "), std::string::npos);
   if (now.size() > 3) {
@@ -745,32 +764,6 @@ std::vector<folded_line> folded_lines_through(const std::string& text, std::stri
     }
   }
   return found;
-}
-
-// A row of the top table: its live bytes and its frames, innermost first.
-struct top_row {
-  long long bytes = 0;
-  std::vector<std::string> frames;
-};
-
-std::vector<top_row> top_rows(const std::string& text) {
-  std::vector<top_row> rows;
-  for (const std::string& line : lines_of(text)) {
-    unsigned long rank = 0;
-    long long bytes = 0;
-    double share = 0;
-    unsigned long long samples = 0;
-    int frame = 0;
-    if (std::sscanf(line.c_str(), " %lu %lld %lf%% %llu %n", &rank, &bytes, &share, &samples,
-                    &frame) == 4 &&
-        frame != 0) {
-      rows.push_back({bytes, {line.substr(static_cast<std::size_t>(frame))}});
-    } else if (const std::size_t arrow = line.find("<- ");
-               arrow != std::string::npos && !rows.empty()) {
-      rows.back().frames.push_back(line.substr(arrow + 3));
-    }
-  }
-  return rows;
 }
 
 // The library's frames of a call site, innermost first, in folded stacks
