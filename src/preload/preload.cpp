@@ -92,14 +92,16 @@ class output_path {
     std::size_t length = 0;
     if (path[0] != '/') {
       if (::getcwd(text_, sizeof text_) == nullptr) {
-        report_ignored(variable, path, "a path (the working directory cannot be read)");
+        memlimits::platform::report_ignored_variable(
+            variable, path, "a path (the working directory cannot be read)");
         return false;
       }
       length = std::strlen(text_);
       if (length + 1 < sizeof text_ && text_[length - 1] != '/') text_[length++] = '/';
     }
     if (length + std::strlen(path) + 1 > sizeof text_) {
-      report_ignored(variable, path, "a path shorter than PATH_MAX");
+      memlimits::platform::report_ignored_variable(variable, path,
+                                                   "a path shorter than PATH_MAX");
       text_[0] = '\0';
       return false;
     }
@@ -130,11 +132,6 @@ class output_path {
   }
 
   bool empty() const noexcept { return text_[0] == '\0'; }
-
-  static void report_ignored(const char* variable, const char* value,
-                             const char* expected) noexcept {
-    memlimits::platform::report_ignored_variable(variable, value, expected);
-  }
 
  private:
   char text_[PATH_MAX] = {};
@@ -252,11 +249,13 @@ std::uint64_t count_setting(const char* name, std::uint64_t fallback, std::uint6
 
 void start_summary(double rate) noexcept {
   if (rate <= 0) return;
+  // A path that cannot be resolved is reported, and the default file is
+  // used instead.
   if (const char* output = setting("MEMLIMITS_PROFILE_OUTPUT"); output != nullptr) {
     if (std::strcmp(output, "-") == 0) {
       state.summary_to_stderr = true;
-    } else if (!state.summary_path.assign("MEMLIMITS_PROFILE_OUTPUT", output)) {
-      // Reported; the default file instead.
+    } else {
+      state.summary_path.assign("MEMLIMITS_PROFILE_OUTPUT", output);
     }
   }
   if (!state.summary_to_stderr && state.summary_path.empty() &&
