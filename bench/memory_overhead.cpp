@@ -43,7 +43,7 @@
 
 #if defined(MEMLIMITS_BENCH_HOOKS)
 #  include "core/subscribers.hpp"
-#  include "tracking/block_table.hpp"
+#  include "tracking/tracking.hpp"
 #endif
 
 namespace {
@@ -150,9 +150,11 @@ int main(int argc, char** argv) {
               live, count, rss_delta, info.uordblks, info.fordblks, info.hblkhd);
 #if defined(MEMLIMITS_BENCH_HOOKS)
   const auto stats = memlimits::tracking::stats();
-  std::printf(" metadata_bytes=%zu tracked_blocks=%zu live_estimate=%" PRId64,
+  std::printf(" metadata_bytes=%zu tracked_blocks=%zu live_estimate=%" PRId64
+              " range_used=%zu range_dirty=%zu untracked=%" PRIu64,
               stats.metadata_bytes, stats.tracked_blocks,
-              memlimits::core::live_heap_estimate());
+              memlimits::core::live_heap_estimate(), stats.range_used_bytes,
+              stats.range_free_dirty_bytes, stats.untracked_blocks);
 #endif
   std::printf("\n");
 

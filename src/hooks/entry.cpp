@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/subscribers.hpp"
+#include "tracking/tracking.hpp"
 
 namespace memlimits::hooks {
 
@@ -18,35 +19,61 @@ void* allocate_plain(std::size_t bytes, std::size_t alignment, bool zero) noexce
   return zero ? platform::system::calloc(1, bytes) : platform::system::malloc(bytes);
 }
 
-// A block holding `samples` samples: aligned to sampled_alignment, so that
-// its free is recognised, and handed to the subscribers.
-void* allocate_sampled(std::size_t bytes, std::size_t alignment, source origin, bool zero,
-                       std::uint64_t samples, void* caller) noexcept {
-  const std::size_t aligned_to =
-      alignment > tracking::sampled_alignment ? alignment : tracking::sampled_alignment;
-  void* p = platform::system::memalign(aligned_to, bytes);
-  if (p == nullptr) return nullptr;  // errno is ENOMEM, as glibc set it
+// A block from an allocation's slow path. When its free cannot be
+// recognised (the range could not hold it, or there was no memory for its
+// record), `report_free` is set: the caller reports the free of `samples`
+// once the limits have decided on the block, so that they see it while it
+// is being allocated, and it does not stay live in their eyes for ever.
+struct slow_block {
+  void* block = nullptr;
+  bool report_free = false;
+  core::block_samples samples;
+};
+
+// A block holding `samples` samples: a block of the tracking layer, handed
+// to the subscribers and recorded for its free.
+slow_block allocate_sampled(std::size_t bytes, std::size_t alignment, source origin, bool zero,
+                            std::uint64_t samples, void* caller) noexcept {
+  slow_block out;
+  void* p = tracking::allocate_block(bytes, alignment);
+  const bool trackable = p != nullptr;
+  if (!trackable) {
+    if constexpr (!tracking::uses_range) return out;  // errno is ENOMEM, as the system set it
+    p = allocate_plain(bytes, alignment, false);
+    if (p == nullptr) return out;
+    tracking::count_untracked();
+  }
   if (zero) std::memset(p, 0, bytes);
 
   const int saved_errno = errno;
   const core::sampled_block block{p, bytes, samples, origin, {}};
-  core::block_samples taken;
-  if (core::dispatch_alloc(block, caller, taken)) {
-    tracking::record* r = tracking::new_record();
+  if (core::dispatch_alloc(block, caller, out.samples)) {
+    tracking::record* r = trackable ? tracking::new_record() : nullptr;
     if (r != nullptr) {
       r->address = p;
       r->size = bytes;
-      r->samples = taken;
+      r->samples = out.samples;
     }
-    if (r == nullptr || !tracking::insert(r)) {
-      // Out of memory for the metadata: the free could not be recognised,
-      // so report it now rather than never.
-      core::dispatch_free(taken);
+    if (r == nullptr || !tracking::attach(r)) {
+      out.report_free = true;
       if (r != nullptr) tracking::delete_record(r);
     }
   }
   errno = saved_errno;
-  return p;
+  out.block = p;
+  return out;
+}
+
+// Frees any block the hooks handed out, as free() does.
+void free_block(void* p) noexcept {
+  if (tracking::may_be_sampled(p)) return deallocate_slow(p);
+  platform::system::free(p);
+}
+
+// A sampled block the limits refused: freed, its samples credited.
+void discard(const slow_block& b) noexcept {
+  if (b.report_free) core::dispatch_free(b.samples);
+  free_block(b.block);
 }
 
 }  // namespace
@@ -65,19 +92,24 @@ void* allocate_slow(std::size_t bytes, std::size_t alignment, source origin, boo
     errno = ENOMEM;
     return nullptr;
   }
-  void* p = samples == 0 ? allocate_plain(bytes, alignment, zero)
-                         : allocate_sampled(bytes, alignment, origin, zero, samples, caller);
-  if (MEMLIMITS_UNLIKELY(p == nullptr)) {
-    core::refund_event(bytes);  // errno is ENOMEM, as glibc set it
+  if (samples == 0) {
+    void* p = allocate_plain(bytes, alignment, zero);
+    if (MEMLIMITS_UNLIKELY(p == nullptr)) core::refund_event(bytes);  // errno is ENOMEM
+    return p;
+  }
+  const slow_block b = allocate_sampled(bytes, alignment, origin, zero, samples, caller);
+  if (MEMLIMITS_UNLIKELY(b.block == nullptr)) {
+    core::refund_event(bytes);  // errno is ENOMEM, as the system set it
     return nullptr;
   }
-  if (samples != 0 && core::task_refuses(bytes, kind, true, caller)) {
+  if (core::task_refuses(bytes, kind, true, caller)) {
     // A limit tripped on this block's samples: it is the one interrupted.
-    deallocate_slow(p);
+    discard(b);
     errno = ENOMEM;
     return nullptr;
   }
-  return p;
+  if (b.report_free) core::dispatch_free(b.samples);
+  return b.block;
 }
 
 void* allocate_zeroed_slow(std::size_t count, std::size_t size, source origin,
@@ -93,11 +125,11 @@ void* allocate_zeroed_slow(std::size_t count, std::size_t size, source origin,
 void deallocate_slow(void* p) noexcept {
   if (p == nullptr) return;
   const int saved_errno = errno;
-  if (tracking::record* r = tracking::remove(p); r != nullptr) {
+  if (tracking::record* r = tracking::detach(p); r != nullptr) {
     core::dispatch_free(r->samples);
     tracking::delete_record(r);
   }
-  platform::system::free(p);
+  tracking::release(p);
   errno = saved_errno;
 }
 
@@ -113,24 +145,30 @@ void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* call
     errno = ENOMEM;  // p is left untouched, as for any failed realloc
     return nullptr;
   }
-  const bool tracked = tracking::may_be_sampled(p) && tracking::contains(p);
+  const bool tracked = tracking::owns(p);
   void* q;
   if (samples == 0 && !tracked) {
     q = platform::system::realloc(p, bytes);
   } else {
     // The old or the new block is sampled: move the contents, as realloc may.
-    q = samples == 0 ? platform::system::malloc(bytes)
-                     : allocate_sampled(bytes, 0, source::malloc, false, samples, caller);
-    if (q != nullptr && samples != 0 &&
-        core::task_refuses(bytes, call_kind::c_library, true, caller)) {
-      deallocate_slow(q);
-      errno = ENOMEM;
-      return nullptr;
+    slow_block b;
+    if (samples == 0) {
+      b.block = platform::system::malloc(bytes);
+    } else {
+      b = allocate_sampled(bytes, 0, source::malloc, false, samples, caller);
+      if (b.block != nullptr && core::task_refuses(bytes, call_kind::c_library, true, caller)) {
+        discard(b);
+        errno = ENOMEM;
+        return nullptr;
+      }
+      if (b.report_free) core::dispatch_free(b.samples);
     }
+    q = b.block;
     if (q != nullptr) {
-      const std::size_t old_size = platform::system::usable_size(p);
+      const std::size_t old_size =
+          tracked ? tracking::usable_size(p) : platform::system::usable_size(p);
       std::memcpy(q, p, old_size < bytes ? old_size : bytes);
-      deallocate_slow(p);
+      free_block(p);
     }
   }
   if (q == nullptr) {
@@ -143,30 +181,65 @@ void* reallocate_slow(void* p, std::size_t bytes, bool event_pending, void* call
   return q;
 }
 
+namespace {
+
+// reallocate_by_system() for a block of the range, which the system must
+// not see: the system is asked what it would do with a request of this size
+// (given no block, or one of its own for size 0), and the range's block is
+// moved or freed to match.
+void* reallocate_range_block(void* p, std::size_t count, std::size_t size, bool array,
+                             bool to_zero) noexcept {
+  const auto call = [&](void* block) {
+    return array ? platform::system::reallocarray(block, count, size)
+                 : platform::system::realloc(block, count);
+  };
+  void* q;
+  if (to_zero) {
+    // Frees its block and returns nullptr (glibc), or returns a block.
+    void* own = platform::system::malloc(1);
+    q = own == nullptr ? nullptr : call(own);
+  } else {
+    q = call(nullptr);  // the system's failure, or a block of its own
+    if (q == nullptr) return nullptr;  // p untouched; errno as the system set it
+    std::size_t product = count;
+    if (array) __builtin_mul_overflow(count, size, &product);
+    const std::size_t old_size = tracking::usable_size(p);
+    std::memcpy(q, p, old_size < product ? old_size : product);
+  }
+  const int system_errno = errno;
+  deallocate_slow(p);
+  errno = system_errno;
+  return q;
+}
+
+}  // namespace
+
 void* reallocate_by_system(void* p, std::size_t count, std::size_t size, bool array) noexcept {
   const auto call = [&] {
     return array ? platform::system::reallocarray(p, count, size)
                  : platform::system::realloc(p, count);
   };
-  tracking::record* r = nullptr;
-  if (tracking::may_be_sampled(p)) {
-    const int saved_errno = errno;
-    // Out of the table before the call: once the system has freed p, another
-    // thread may be handed the same address and record it.
-    r = tracking::remove(p);
-    errno = saved_errno;
+  if (!tracking::may_be_sampled(p)) return call();
+  std::size_t product;
+  const bool to_zero =
+      array ? !__builtin_mul_overflow(count, size, &product) && product == 0 : count == 0;
+  if constexpr (tracking::uses_range) {
+    return reallocate_range_block(p, count, size, array, to_zero);
   }
+
+  const int saved_errno = errno;
+  // Out of the table before the call: once the system has freed p, another
+  // thread may be handed the same address and record it.
+  tracking::record* r = tracking::detach(p);
+  errno = saved_errno;
   if (r == nullptr) return call();
 
   void* q = call();
   const int system_errno = errno;
-  std::size_t product;
-  const bool to_zero =
-      array ? !__builtin_mul_overflow(count, size, &product) && product == 0 : count == 0;
   if (q == nullptr && !to_zero) {
     // The call failed and p is untouched: it keeps its record (its owner is
     // the only one who may free it meanwhile).
-    if (!tracking::insert(r)) {
+    if (!tracking::attach(r)) {
       core::dispatch_free(r->samples);  // out of metadata: report the free now rather than never
       tracking::delete_record(r);
     }

@@ -4,11 +4,11 @@
 //
 // Allocation: the core's fast path (core::consume) decides; almost always
 // the block comes straight from the system allocator. Otherwise the slow
-// path draws the block's samples; a sampled block is allocated aligned to
-// tracking::sampled_alignment and handed to the subscribers, and recorded
-// (tracking/) if they want its free. Free: one test of the address's low
-// bits (tracking::may_be_sampled); only aligned pointers go further, to the
-// lock-free bitmap and then, if marked, the table.
+// path draws the block's samples; a sampled block comes from the tracking
+// layer (tracking/tracking.hpp: normally the reserved range), is handed to
+// the subscribers, and carries a record if they want its free. Free: one
+// test (tracking::may_be_sampled: is the address in the range?); only the
+// blocks of the tracking layer go further.
 // Requests the core does not count (sizes above core::max_block_bytes, a
 // calloc product that overflows, realloc to size 0) are decided by the
 // system allocator alone: its result and errno are returned as they are, and
@@ -27,7 +27,7 @@
 #include "core/sampler.hpp"
 #include "core/subscribers.hpp"
 #include "platform/system_allocator.hpp"
-#include "tracking/block_table.hpp"
+#include "tracking/tracking.hpp"
 
 // The replaced ABI symbols are exported even though the library is built
 // with hidden visibility.
@@ -139,6 +139,12 @@ MEMLIMITS_ALWAYS_INLINE void deallocate(void* p, [[maybe_unused]] void* caller) 
   MEMLIMITS_FORWARD_UNTIL_READY(platform::system::free(p));
   if (MEMLIMITS_UNLIKELY(tracking::may_be_sampled(p))) return deallocate_slow(p);
   platform::system::free(p);
+}
+
+// malloc_usable_size.
+MEMLIMITS_ALWAYS_INLINE std::size_t usable_size(void* p) noexcept {
+  if (tracking::uses_range && tracking::may_be_sampled(p)) return tracking::usable_size(p);
+  return platform::system::usable_size(p);
 }
 
 // realloc: realloc(nullptr, n) allocates; on failure p is left untouched;

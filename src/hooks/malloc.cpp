@@ -186,7 +186,7 @@ MEMLIMITS_HOOK void* pvalloc(std::size_t n) {
 }
 
 MEMLIMITS_HOOK std::size_t malloc_usable_size(void* p) {
-  return memlimits::platform::system::usable_size(p);
+  return memlimits::hooks::usable_size(p);
 }
 
 }  // extern "C"

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <unwind.h>
 
@@ -35,6 +36,32 @@ void* map_pages(std::size_t bytes) noexcept {
 }
 
 void unmap_pages(void* p, std::size_t bytes) noexcept { ::munmap(p, bytes); }
+
+void* reserve_pages(std::size_t bytes, std::size_t alignment) noexcept {
+  // Reserve the slack for the alignment too, then give back both ends.
+  const std::size_t padded = bytes + alignment - page_size();
+  if (padded < bytes) return nullptr;
+  void* p = ::mmap(nullptr, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  const auto start = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t aligned = (start + alignment - 1) & ~(alignment - 1);
+  if (aligned > start) ::munmap(p, aligned - start);
+  const std::uintptr_t end = start + padded;
+  if (end > aligned + bytes) ::munmap(reinterpret_cast<void*>(aligned + bytes), end - aligned - bytes);
+  return reinterpret_cast<void*>(aligned);
+}
+
+bool commit_pages(void* p, std::size_t bytes) noexcept {
+  return ::mprotect(p, bytes, PROT_READ | PROT_WRITE) == 0;
+}
+
+void purge_pages(void* p, std::size_t bytes) noexcept { ::madvise(p, bytes, MADV_DONTNEED); }
+
+std::size_t address_space_limit() noexcept {
+  struct rlimit limit {};
+  if (::getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
+  return static_cast<std::size_t>(limit.rlim_cur);
+}
 
 namespace {
 // One pthread key per layer's exit function. Keys below

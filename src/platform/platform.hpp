@@ -47,6 +47,20 @@ std::size_t page_size() noexcept;
 void* map_pages(std::size_t bytes) noexcept;
 void unmap_pages(void* p, std::size_t bytes) noexcept;
 
+// Address space without access (PROT_NONE, MAP_NORESERVE): it costs no
+// memory and is not charged against the overcommit limit until committed.
+// Returns nullptr on failure. `alignment` is a power of two, at least a page.
+void* reserve_pages(std::size_t bytes, std::size_t alignment) noexcept;
+// Makes [p, p + bytes) of a reservation readable and writable; the kernel
+// still commits each page at its first touch. False on failure.
+bool commit_pages(void* p, std::size_t bytes) noexcept;
+// Gives the memory of [p, p + bytes) (committed pages) back to the system;
+// the pages stay usable and read as zeros at their next touch.
+void purge_pages(void* p, std::size_t bytes) noexcept;
+// The process's limit on its address space (RLIMIT_AS), in bytes, or
+// SIZE_MAX when there is none.
+std::size_t address_space_limit() noexcept;
+
 // Calls fn(arg) once when the calling thread exits (after its C++
 // thread_local destructors). Up to 4 distinct functions (one per layer);
 // registering the same function again on a thread replaces the argument.

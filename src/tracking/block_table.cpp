@@ -8,21 +8,8 @@
 #include "core/check.hpp"
 #include "core/spinlock.hpp"
 
-namespace memlimits::tracking {
+namespace memlimits::tracking::table {
 namespace {
-
-// ---- record pool: records carved from mapped chunks, recycled in a list ----
-
-constexpr std::size_t chunk_bytes = 64 * 1024;
-
-constinit core::spinlock pool_lock;
-record* free_records = nullptr;  // under pool_lock
-// The part of the newest chunk not yet handed out, [carve_next, carve_end):
-// records are carved one at a time, so that a process that samples a few
-// blocks touches one page of the chunk, not all 16.
-record* carve_next = nullptr;  // under pool_lock
-record* carve_end = nullptr;   // under pool_lock
-std::atomic<std::size_t> mapped_bytes{0};
 
 // ---- the table: shards of open-addressing arrays of record pointers ----
 
@@ -38,6 +25,7 @@ struct alignas(64) shard {
 };
 
 constinit shard shards[shard_count];
+std::atomic<std::size_t> mapped_bytes{0};  // the shards' arrays
 
 // ---- the bitmap of marked granules ----
 // Two levels: the top level has one entry per GiB of the 47-bit user address
@@ -108,16 +96,13 @@ std::size_t home(std::uint64_t h, std::size_t capacity) noexcept {
 }
 
 void fork_prepare() {
-  pool_lock.lock();
   for (shard& s : shards) s.lock.lock();
 }
 void fork_parent() {
   for (shard& s : shards) s.lock.unlock();
-  pool_lock.unlock();
 }
 void fork_child() {
   for (shard& s : shards) s.lock.reset_after_fork();
-  pool_lock.reset_after_fork();
 }
 
 constinit platform::fork_handlers fork_hooks{&fork_prepare, &fork_parent, &fork_child};
@@ -172,29 +157,6 @@ void erase_at(shard& s, std::size_t i) noexcept {
 
 }  // namespace
 
-record* new_record() noexcept {
-  core::spinlock_guard guard(pool_lock);
-  if (free_records != nullptr) {
-    record* r = free_records;
-    free_records = r->next_free;
-    return r;
-  }
-  if (carve_next == carve_end) {
-    auto* chunk = static_cast<record*>(platform::map_pages(chunk_bytes));
-    if (chunk == nullptr) return nullptr;
-    mapped_bytes.fetch_add(chunk_bytes, std::memory_order_relaxed);
-    carve_next = chunk;
-    carve_end = chunk + chunk_bytes / sizeof(record);
-  }
-  return new (carve_next++) record{};
-}
-
-void delete_record(record* r) noexcept {
-  core::spinlock_guard guard(pool_lock);
-  r->next_free = free_records;
-  free_records = r;
-}
-
 bool is_marked(const void* address) noexcept {
   const auto a = reinterpret_cast<std::uintptr_t>(address);
   if ((a >> leaf_span_bits) >= leaf_count) return true;  // not covered: ask the table
@@ -243,7 +205,7 @@ bool contains(const void* address) noexcept {
 }
 
 statistics stats() noexcept {
-  statistics result{0, mapped_bytes.load(std::memory_order_relaxed),
+  statistics result{0, mapped_bytes.load(std::memory_order_relaxed) + record_bytes(),
                     leaf_bytes_mapped.load(std::memory_order_relaxed)};
   for (shard& s : shards) {
     core::spinlock_guard guard(s.lock);
@@ -252,4 +214,4 @@ statistics stats() noexcept {
   return result;
 }
 
-}  // namespace memlimits::tracking
+}  // namespace memlimits::tracking::table

@@ -1,4 +1,6 @@
-// tracking/block_table.hpp — recognising sampled blocks at free time.
+// tracking/block_table.hpp — recognising sampled blocks at free time when
+// they are the system allocator's own blocks: the way of the sanitizer
+// builds (tracking/tracking.hpp says when and why).
 //
 // Design (the measurements behind it are in tracking/README.md): a sampled
 // block is allocated aligned to sampled_alignment (128 bytes), so that the
@@ -19,30 +21,19 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/subscribers.hpp"
 #include "platform/platform.hpp"
+#include "tracking/record.hpp"
 
-namespace memlimits::tracking {
+namespace memlimits::tracking::table {
 
 // If you change it, sampled blocks of an alignment above it must still be
-// allocated at their own alignment (hooks/entry.cpp takes the larger), and
+// allocated at their own alignment (tracking/tracking.cpp takes the larger), and
 // the bitmap's granule (block_table.cpp) must equal it.
 inline constexpr std::size_t sampled_alignment = 128;
 
 MEMLIMITS_ALWAYS_INLINE bool may_be_sampled(const void* p) noexcept {
   return (reinterpret_cast<std::uintptr_t>(p) & (sampled_alignment - 1)) == 0;
 }
-
-struct record {
-  void* address;
-  std::size_t size;
-  core::block_samples samples;
-  record* next_free;  // in the pool's free list
-};
-
-// nullptr when memory for the record cannot be mapped.
-record* new_record() noexcept;
-void delete_record(record* r) noexcept;
 
 // Whether a record may exist for `address` (aligned to sampled_alignment):
 // false means certainly not. Lock-free; a block's mark is set before its
@@ -64,4 +55,4 @@ struct statistics {
 };
 statistics stats() noexcept;
 
-}  // namespace memlimits::tracking
+}  // namespace memlimits::tracking::table

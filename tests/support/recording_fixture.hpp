@@ -14,7 +14,7 @@
 
 #include "memlimits/memprof.hpp"
 #include "support/recording_tracker.hpp"
-#include "tracking/block_table.hpp"
+#include "tracking/tracking.hpp"
 
 namespace memlimits::testing {
 
@@ -63,7 +63,7 @@ class recording_fixture : public ::testing::Test {
   }
 
   // Exactly one block was reported since `from`: at `p`, of `size` bytes,
-  // from `origin`, with ceil(size / 8) samples, aligned to sampled_alignment,
+  // from `origin`, with ceil(size / 8) samples, a block of the tracking layer,
   // not yet freed.
   // Returns its entry (nullptr after a failure).
   // `what` and `detail` name the case in failure messages; they are views so
@@ -81,8 +81,8 @@ class recording_fixture : public ::testing::Test {
     EXPECT_EQ(e->n_samples, words(size)) << what << detail;
     EXPECT_EQ(e->origin, origin) << what << detail;
     EXPECT_EQ(e->frees.load(), 0) << what << detail << ": reported freed before its free";
-    EXPECT_TRUE(aligned_to(p, tracking::sampled_alignment))
-        << what << detail << ": sampled block " << p << " not aligned to " << tracking::sampled_alignment;
+    EXPECT_TRUE(tracking::owns(p))
+        << what << detail << ": sampled block " << p << " is not a block of the tracking layer";
     return e;
   }
 

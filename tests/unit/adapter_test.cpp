@@ -30,7 +30,7 @@
 #include "memlimits/memprof.hpp"
 #include "support/recording_fixture.hpp"
 #include "support/recording_tracker.hpp"
-#include "tracking/block_table.hpp"
+#include "tracking/tracking.hpp"
 
 // (allocator_may_return_null=1 under sanitizers: tests/support/sanitizer_options.cpp)
 
