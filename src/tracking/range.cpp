@@ -1,16 +1,16 @@
-// tracking/range.cpp — the reserved range and its runs of pages
+// tracking/range.cpp — the reserved range and its runs of units
 // (tracking/range.hpp). Layer 3.
 //
 // Data, all under `lock`:
-//  * the page map: one 32-bit word per page of the range, in a reservation
-//    of its own committed as the range is; the first and the last page of
-//    every run hold (length << 1 | free), other pages hold nothing that is
+//  * the unit map: one 32-bit word per unit of the range, in a reservation
+//    of its own committed as the range is; the first and the last unit of
+//    every run hold (length << 1 | free), other units hold nothing that is
 //    read. A free run's neighbours are found through it.
-//  * free runs, each with a header in its first page: its length, how many
-//    of its pages may be resident (dirty), and its links in a bin. Bins 0..63
-//    hold runs of exactly 1..64 pages; bins above, runs of [2^k, 2^(k+1))
-//    pages for k = 6, 7, ...; within a bin the newest run comes first.
-//  * the frontier: pages [0, frontier) have been cut into runs; pages
+//  * free runs, each with a header in its first unit: its length, how many
+//    of its units may be resident (dirty), and its links in a bin. Bins 0..63
+//    hold runs of exactly 1..64 units; bins above, runs of [2^k, 2^(k+1))
+//    units for k = 6, 7, ...; within a bin the newest run comes first.
+//  * the frontier: units [0, frontier) have been cut into runs; units
 //    [0, committed) are readable and writable.
 #include "tracking/range.hpp"
 
@@ -31,16 +31,17 @@ static_assert(MEMLIMITS_SAMPLED_RANGE_GIB >= 1 && MEMLIMITS_SAMPLED_RANGE_GIB <=
               "MEMLIMITS_SAMPLED_RANGE_GIB: from 1 to 8192");
 
 constexpr std::size_t gib = std::size_t{1} << 30;
-constexpr std::size_t max_gib = 8192;  // 2^31 pages: a length fits the map's 31 bits
-constexpr std::size_t commit_step_pages = (4u << 20) / page_bytes;
+constexpr std::size_t max_gib = 8192;  // 2^34 units; a run's length fits the map's 31 bits
+                                       // (runs are at most 1 TiB: range_heap.cpp)
+constexpr std::size_t commit_step_units = (4u << 20) / unit_bytes;
 constexpr std::size_t exact_bins = 64;
 constexpr std::size_t bin_count = exact_bins + 26;
-constexpr std::size_t purge_floor_pages = (4u << 20) / page_bytes;
+constexpr std::size_t purge_floor_units = (1u << 20) / unit_bytes;
 constexpr std::uint32_t free_bit = 1;
 
 struct free_header {
-  std::size_t pages;
-  std::size_t dirty;  // pages that may be resident, header page included
+  std::size_t units;
+  std::size_t dirty;  // units that may be resident, the header's included
   free_header* prev;
   free_header* next;
 };
@@ -48,12 +49,12 @@ struct free_header {
 constinit core::spinlock lock;
 int state = 0;  // 0: not tried; 1: reserved; 2: refused. Under lock.
 char* base = nullptr;
-std::size_t total_pages = 0;
-std::uint32_t* page_map = nullptr;
+std::size_t total_units = 0;
+std::uint32_t* unit_map = nullptr;
 std::size_t frontier = 0;
 std::size_t committed = 0;
-std::size_t used_pages = 0;
-std::size_t dirty_pages = 0;  // sum of the free runs' dirty counts
+std::size_t used_units = 0;
+std::size_t dirty_units = 0;  // sum of the free runs' dirty counts
 free_header* bins[bin_count] = {};
 
 void fork_prepare() { lock.lock(); }
@@ -61,25 +62,25 @@ void fork_parent() { lock.unlock(); }
 void fork_child() { lock.reset_after_fork(); }
 constinit platform::fork_handlers fork_hooks{&fork_prepare, &fork_parent, &fork_child};
 
-std::size_t bin_of(std::size_t pages) noexcept {
-  if (pages <= exact_bins) return pages - 1;
-  const std::size_t bin = exact_bins + (std::bit_width(pages) - 7);  // 64..127 -> 64
+std::size_t bin_of(std::size_t units) noexcept {
+  if (units <= exact_bins) return units - 1;
+  const std::size_t bin = exact_bins + (std::bit_width(units) - 7);  // 64..127 -> 64
   return bin < bin_count ? bin : bin_count - 1;
 }
 
-char* page_address(std::size_t page) noexcept { return base + page * page_bytes; }
-std::size_t page_index(const void* p) noexcept {
-  return static_cast<std::size_t>(static_cast<const char*>(p) - base) / page_bytes;
+char* unit_address(std::size_t unit) noexcept { return base + unit * unit_bytes; }
+std::size_t unit_index(const void* p) noexcept {
+  return static_cast<std::size_t>(static_cast<const char*>(p) - base) / unit_bytes;
 }
 
-void mark_run(std::size_t first, std::size_t pages, bool free) noexcept {
-  const std::uint32_t word = static_cast<std::uint32_t>(pages << 1) | (free ? free_bit : 0);
-  page_map[first] = word;
-  page_map[first + pages - 1] = word;
+void mark_run(std::size_t first, std::size_t units, bool free) noexcept {
+  const std::uint32_t word = static_cast<std::uint32_t>(units << 1) | (free ? free_bit : 0);
+  unit_map[first] = word;
+  unit_map[first + units - 1] = word;
 }
 
 void link(free_header* run) noexcept {
-  free_header*& head = bins[bin_of(run->pages)];
+  free_header*& head = bins[bin_of(run->units)];
   run->prev = nullptr;
   run->next = head;
   if (head != nullptr) head->prev = run;
@@ -90,59 +91,62 @@ void unlink(free_header* run) noexcept {
   if (run->prev != nullptr) {
     run->prev->next = run->next;
   } else {
-    bins[bin_of(run->pages)] = run->next;
+    bins[bin_of(run->units)] = run->next;
   }
   if (run->next != nullptr) run->next->prev = run->prev;
 }
 
-// Pages [first, first + pages) become one free run with `dirty` pages that
+// Pages [first, first + units) become one free run with `dirty` units that
 // may be resident.
-void add_free(std::size_t first, std::size_t pages, std::size_t dirty) noexcept {
-  auto* run = reinterpret_cast<free_header*>(page_address(first));
-  run->pages = pages;
+void add_free(std::size_t first, std::size_t units, std::size_t dirty) noexcept {
+  auto* run = reinterpret_cast<free_header*>(unit_address(first));
+  run->units = units;
   run->dirty = dirty < 1 ? 1 : dirty;  // the header's page
-  dirty_pages += run->dirty;
-  mark_run(first, pages, true);
+  dirty_units += run->dirty;
+  mark_run(first, units, true);
   link(run);
 }
 
 void remove_free(free_header* run) noexcept {
   unlink(run);
-  dirty_pages -= run->dirty;
+  dirty_units -= run->dirty;
 }
 
-// Gives back the pages of free runs, largest bins first, until at most half
+// Gives back the units of free runs, largest bins first, until at most half
 // the bound is held.
 void purge() noexcept {
-  const std::size_t bound = purge_floor_pages + used_pages / 64;
-  if (dirty_pages <= bound) return;
-  for (std::size_t bin = bin_count; bin-- > 0 && dirty_pages > bound / 2;) {
-    for (free_header* run = bins[bin]; run != nullptr && dirty_pages > bound / 2;
+  const std::size_t bound = purge_floor_units + used_units / 128;
+  if (dirty_units <= bound) return;
+  for (std::size_t bin = bin_count; bin-- > 0 && dirty_units > bound / 2;) {
+    for (free_header* run = bins[bin]; run != nullptr && dirty_units > bound / 2;
          run = run->next) {
       if (run->dirty <= 1) continue;
-      platform::purge_pages(reinterpret_cast<char*>(run) + page_bytes,
-                            (run->pages - 1) * page_bytes);
-      dirty_pages -= run->dirty - 1;
+      // The whole units past the header's unit; the run's partial units stay.
+      const auto start = reinterpret_cast<std::uintptr_t>(run);
+      const std::uintptr_t from = (start + unit_bytes + page_bytes - 1) & ~(page_bytes - 1);
+      const std::uintptr_t to = (start + run->units * unit_bytes) & ~(page_bytes - 1);
+      if (to > from) platform::purge_pages(reinterpret_cast<void*>(from), to - from);
+      dirty_units -= run->dirty - 1;
       run->dirty = 1;
     }
   }
 }
 
-// Commits the range and its map up to at least `pages` pages.
-bool commit_to(std::size_t pages) noexcept {
-  if (pages <= committed) return true;
-  std::size_t target = (pages + commit_step_pages - 1) / commit_step_pages * commit_step_pages;
-  if (target > total_pages) target = total_pages;
-  if (!platform::commit_pages(page_address(committed), (target - committed) * page_bytes)) {
+// Commits the range and its map up to at least `units` units.
+bool commit_to(std::size_t units) noexcept {
+  if (units <= committed) return true;
+  std::size_t target = (units + commit_step_units - 1) / commit_step_units * commit_step_units;
+  if (target > total_units) target = total_units;
+  if (!platform::commit_pages(unit_address(committed), (target - committed) * unit_bytes)) {
     return false;
   }
-  // The map's pages for [committed, target), rounded out to whole pages.
-  const auto map_page = [](std::size_t page) {
-    return page * sizeof(std::uint32_t) / page_bytes * page_bytes;
+  // The map's units for [committed, target), rounded out to whole units.
+  const auto map_page = [](std::size_t unit) {
+    return unit * sizeof(std::uint32_t) / page_bytes * page_bytes;
   };
   const std::size_t from = map_page(committed);
   const std::size_t to = map_page(target - 1) + page_bytes;
-  if (!platform::commit_pages(reinterpret_cast<char*>(page_map) + from, to - from)) return false;
+  if (!platform::commit_pages(reinterpret_cast<char*>(unit_map) + from, to - from)) return false;
   committed = target;
   return true;
 }
@@ -163,15 +167,15 @@ bool reserve_locked() noexcept {
   state = 2;
   if (platform::page_size() != page_bytes) return false;
   // Under a limit on the address space, the range takes at most an eighth.
-  constexpr std::size_t step_bytes = commit_step_pages * page_bytes;
+  constexpr std::size_t step_bytes = commit_step_units * unit_bytes;
   std::size_t size = configured_gib() * gib;
   if (const std::size_t limit = platform::address_space_limit(); size > limit / 8) {
     size = limit / 8 / step_bytes * step_bytes;
   }
   for (; size >= step_bytes; size = size / 2 / step_bytes * step_bytes) {
-    const std::size_t pages = size / page_bytes;
+    const std::size_t units = size / unit_bytes;
     const std::size_t map_bytes =
-        (pages * sizeof(std::uint32_t) + page_bytes - 1) / page_bytes * page_bytes;
+        (units * sizeof(std::uint32_t) + page_bytes - 1) / page_bytes * page_bytes;
     void* range = platform::reserve_pages(size, step_bytes);
     if (range == nullptr) continue;
     void* map = platform::reserve_pages(map_bytes, page_bytes);
@@ -180,8 +184,8 @@ bool reserve_locked() noexcept {
       continue;
     }
     base = static_cast<char*>(range);
-    total_pages = pages;
-    page_map = static_cast<std::uint32_t*>(map);
+    total_units = units;
+    unit_map = static_cast<std::uint32_t*>(map);
     state = 1;
     // Published for contains(): base first (range.hpp says why).
     current.base.store(reinterpret_cast<std::uintptr_t>(base), std::memory_order_release);
@@ -199,59 +203,60 @@ bool reserve() noexcept {
   return reserve_locked();
 }
 
-void* allocate_run(std::size_t pages) noexcept {
-  MEMLIMITS_ASSERT(pages >= 1, "empty run");
+void* allocate_run(std::size_t units) noexcept {
+  MEMLIMITS_ASSERT(units >= 1, "empty run");
   platform::register_fork_handlers(fork_hooks);
   core::spinlock_guard guard(lock);
-  if (!reserve_locked() || pages > total_pages) return nullptr;
+  // A length must fit the map's 31 bits.
+  if (!reserve_locked() || units > total_units || units >= (std::size_t{1} << 31)) return nullptr;
   // The first run that fits, from the smallest bin that may hold one.
-  for (std::size_t bin = bin_of(pages); bin < bin_count; ++bin) {
+  for (std::size_t bin = bin_of(units); bin < bin_count; ++bin) {
     for (free_header* run = bins[bin]; run != nullptr; run = run->next) {
-      if (run->pages < pages) continue;
-      const std::size_t first = page_index(run);
-      const std::size_t length = run->pages;
+      if (run->units < units) continue;
+      const std::size_t first = unit_index(run);
+      const std::size_t length = run->units;
       const std::size_t dirty = run->dirty;
       remove_free(run);
-      if (length > pages) {
-        // The rest stays free; which of its pages are resident is not
+      if (length > units) {
+        // The rest stays free; which of its units are resident is not
         // known, so it may hold all the dirty ones.
-        const std::size_t rest = length - pages;
-        add_free(first + pages, rest, dirty < rest ? dirty : rest);
+        const std::size_t rest = length - units;
+        add_free(first + units, rest, dirty < rest ? dirty : rest);
       }
-      mark_run(first, pages, false);
-      used_pages += pages;
-      return page_address(first);
+      mark_run(first, units, false);
+      used_units += units;
+      return unit_address(first);
     }
   }
-  if (pages > total_pages - frontier || !commit_to(frontier + pages)) return nullptr;
+  if (units > total_units - frontier || !commit_to(frontier + units)) return nullptr;
   const std::size_t first = frontier;
-  frontier += pages;
-  mark_run(first, pages, false);
-  used_pages += pages;
-  return page_address(first);
+  frontier += units;
+  mark_run(first, units, false);
+  used_units += units;
+  return unit_address(first);
 }
 
-void free_run(void* run, std::size_t pages) noexcept {
+void free_run(void* run, std::size_t units) noexcept {
   core::spinlock_guard guard(lock);
-  std::size_t first = page_index(run);
-  MEMLIMITS_CHECK(page_map[first] == static_cast<std::uint32_t>(pages << 1),
+  std::size_t first = unit_index(run);
+  MEMLIMITS_CHECK(unit_map[first] == static_cast<std::uint32_t>(units << 1),
                   "free of a run that is not in use");
-  used_pages -= pages;
-  std::size_t length = pages;
-  std::size_t dirty = pages;
-  if (first > 0 && (page_map[first - 1] & free_bit) != 0) {
-    const std::size_t before = page_map[first - 1] >> 1;
-    auto* neighbour = reinterpret_cast<free_header*>(page_address(first - before));
+  used_units -= units;
+  std::size_t length = units;
+  std::size_t dirty = units;
+  if (first > 0 && (unit_map[first - 1] & free_bit) != 0) {
+    const std::size_t before = unit_map[first - 1] >> 1;
+    auto* neighbour = reinterpret_cast<free_header*>(unit_address(first - before));
     dirty += neighbour->dirty;
     remove_free(neighbour);
     first -= before;
     length += before;
   }
   const std::size_t after = first + length;
-  if (after < frontier && (page_map[after] & free_bit) != 0) {
-    auto* neighbour = reinterpret_cast<free_header*>(page_address(after));
+  if (after < frontier && (unit_map[after] & free_bit) != 0) {
+    auto* neighbour = reinterpret_cast<free_header*>(unit_address(after));
     dirty += neighbour->dirty;
-    length += neighbour->pages;
+    length += neighbour->units;
     remove_free(neighbour);
   }
   add_free(first, length, dirty);
@@ -262,8 +267,8 @@ statistics stats() noexcept {
   core::spinlock_guard guard(lock);
   const std::size_t map_bytes =
       committed == 0 ? 0 : (committed * sizeof(std::uint32_t) + page_bytes - 1) / page_bytes * page_bytes;
-  return {total_pages * page_bytes, committed * page_bytes, used_pages * page_bytes,
-          dirty_pages * page_bytes, map_bytes};
+  return {total_units * unit_bytes, committed * unit_bytes, used_units * unit_bytes,
+          dirty_units * unit_bytes, map_bytes};
 }
 
 }  // namespace memlimits::tracking::range

@@ -1,5 +1,5 @@
 // tracking/range.hpp — the reserved range of address space that holds every
-// sampled block, and its runs of pages.
+// sampled block, and its runs of units.
 //
 // The range is reserved once, at the first sampled block, without access and
 // without a charge against the overcommit limit (platform::reserve_pages);
@@ -18,12 +18,15 @@
 // `size` starts at 0; reserve() writes base before size, so a thread that
 // reads one new bound and one old still finds no address inside.
 //
-// Runs: a run is a whole number of pages, used (a slab of small blocks or
-// one large block, range_heap.cpp) or free. Free runs are kept in bins by
-// length, coalesced with their free neighbours, and their pages are given
-// back to the system (purge_pages) once more than a bound of freed pages
-// are held: 4 MiB plus 1/64 of the pages in use. A free run keeps a header
-// in its first page, so that page stays resident.
+// Runs: a run is a whole number of units (512 bytes: the finer the unit, the
+// less the last unit of a block wastes; a page map over them costs 1/128 of
+// the range in address space, resident where used). A run is used (a slab
+// of small blocks or one large block, range_heap.cpp) or free. Free runs
+// are kept in bins by length, coalesced with their free neighbours, and
+// their whole pages are given back to the system (purge_pages) once more
+// than a bound of freed units are held: 1 MiB plus 1/128 of the units in
+// use. A free run keeps a header in its first unit, so that page stays
+// resident.
 // Thread-safety: every function may be called from any thread (one lock).
 // Layer 3 (uses core/ and platform/).
 #pragma once
@@ -36,7 +39,8 @@
 
 namespace memlimits::tracking::range {
 
-inline constexpr std::size_t page_bytes = 4096;
+inline constexpr std::size_t page_bytes = 4096;  // the system's, checked
+inline constexpr std::size_t unit_bytes = 512;
 
 struct bounds {
   std::atomic<std::uintptr_t> base{~std::uintptr_t{0} - (std::uintptr_t{1} << 47) + 1};
@@ -55,12 +59,12 @@ MEMLIMITS_ALWAYS_INLINE bool contains(const void* p) noexcept {
 // range could be reserved, now or before.
 bool reserve() noexcept;
 
-// A run of `pages` pages, page-aligned and readable-writable, or nullptr
-// when the range cannot hold it (or does not exist). Its contents are
-// unspecified. A run ends where the next begins: the caller keeps its length.
-void* allocate_run(std::size_t pages) noexcept;
+// A run of `units` units, aligned to a unit and readable-writable, or
+// nullptr when the range cannot hold it (or does not exist). Its contents
+// are unspecified. The caller keeps its length.
+void* allocate_run(std::size_t units) noexcept;
 // Gives back a run that allocate_run() returned, with its length.
-void free_run(void* run, std::size_t pages) noexcept;
+void free_run(void* run, std::size_t units) noexcept;
 
 struct statistics {
   std::size_t reserved_bytes;   // the range's size (0 before it exists)

@@ -19,7 +19,7 @@
 namespace memlimits::tracking::range_heap {
 namespace {
 
-using range::page_bytes;
+using range::unit_bytes;
 
 constexpr std::uint32_t kind_slab = 0x534c4142;   // "SLAB"
 constexpr std::uint32_t kind_large = 0x4c415247;  // "LARG"
@@ -36,7 +36,7 @@ static_assert(sizeof(block_header) == 16);
 struct run_header {
   std::uint32_t kind;
   std::uint32_t size_class;  // slabs
-  std::size_t pages;
+  std::size_t units;
   // Slabs only, under their class's lock.
   std::uint32_t live;
   std::uint32_t carved;  // slots handed out at least once: [0, carved)
@@ -49,10 +49,11 @@ struct run_header {
 constexpr std::size_t run_header_bytes = 64;
 static_assert(sizeof(run_header) <= run_header_bytes);
 
-constexpr std::size_t max_small = 32 * 1024;
+constexpr std::size_t max_small = 4096;
 
 // Slot sizes: 32..256 in steps of 16, then 8 per doubling up to max_small.
-constexpr std::size_t class_count = 15 + 7 * 8;
+// Larger blocks are on runs of their own, which lose less than a unit.
+constexpr std::size_t class_count = 15 + 4 * 8;
 constexpr std::array<std::uint32_t, class_count> class_sizes = [] {
   std::array<std::uint32_t, class_count> sizes{};
   std::size_t i = 0;
@@ -64,23 +65,23 @@ constexpr std::array<std::uint32_t, class_count> class_sizes = [] {
 }();
 static_assert(class_sizes.back() == max_small);
 
-// Pages per slab: at least 8 slots, and of 1-4 more pages the count that
-// wastes the smallest share of the slab.
-constexpr std::size_t slab_capacity(std::size_t pages, std::size_t slot) {
-  return (pages * page_bytes - run_header_bytes) / slot;
+// Units per slab: room for at least 8 slots; of that and up to 7 more
+// units, the count that wastes the smallest share of the slab.
+constexpr std::size_t slab_capacity(std::size_t units, std::size_t slot) {
+  return (units * unit_bytes - run_header_bytes) / slot;
 }
-constexpr std::array<std::uint16_t, class_count> slab_pages = [] {
+constexpr std::array<std::uint16_t, class_count> slab_units = [] {
   std::array<std::uint16_t, class_count> result{};
   for (std::size_t c = 0; c < class_count; ++c) {
     const std::size_t slot = class_sizes[c];
-    const std::size_t least = (8 * slot + run_header_bytes + page_bytes - 1) / page_bytes;
+    const std::size_t least = (8 * slot + run_header_bytes + unit_bytes - 1) / unit_bytes;
     std::size_t best = least;
     double best_waste = 1;
-    for (std::size_t pages = least; pages <= least + 4; ++pages) {
-      const double bytes = static_cast<double>(pages * page_bytes);
-      const double waste = (bytes - static_cast<double>(slab_capacity(pages, slot) * slot)) / bytes;
+    for (std::size_t units = least; units <= least + 7; ++units) {
+      const double bytes = static_cast<double>(units * unit_bytes);
+      const double waste = (bytes - static_cast<double>(slab_capacity(units, slot) * slot)) / bytes;
       if (waste < best_waste) {
-        best = pages;
+        best = units;
         best_waste = waste;
       }
     }
@@ -88,6 +89,9 @@ constexpr std::array<std::uint16_t, class_count> slab_pages = [] {
   }
   return result;
 }();
+
+// An emptied slab stays with its class when it is its class's only one;
+// otherwise its units go back to the range.
 
 struct alignas(64) class_state {
   core::spinlock lock;
@@ -185,17 +189,17 @@ void* allocate_small(std::size_t size_class, std::size_t alignment) noexcept {
       return place(slot, slab, alignment);
     }
   }
-  const std::size_t pages = slab_pages[size_class];
-  void* run = range::allocate_run(pages);
+  const std::size_t units = slab_units[size_class];
+  void* run = range::allocate_run(units);
   if (run == nullptr) return nullptr;
-  slab_bytes.fetch_add(pages * page_bytes, std::memory_order_relaxed);
+  slab_bytes.fetch_add(units * unit_bytes, std::memory_order_relaxed);
   auto* fresh = static_cast<run_header*>(run);
   *fresh = run_header{kind_slab,
                       static_cast<std::uint32_t>(size_class),
-                      pages,
+                      units,
                       0,
                       0,
-                      static_cast<std::uint32_t>(slab_capacity(pages, class_sizes[size_class])),
+                      static_cast<std::uint32_t>(slab_capacity(units, class_sizes[size_class])),
                       false,
                       nullptr,
                       nullptr,
@@ -224,8 +228,8 @@ void free_small(run_header* slab, void* p) noexcept {
     unlink_with_room(c, slab);
     --c.slabs;
   }
-  slab_bytes.fetch_sub(slab->pages * page_bytes, std::memory_order_relaxed);
-  range::free_run(slab, slab->pages);
+  slab_bytes.fetch_sub(slab->units * unit_bytes, std::memory_order_relaxed);
+  range::free_run(slab, slab->units);
 }
 
 }  // namespace
@@ -238,27 +242,27 @@ void* allocate(std::size_t bytes, std::size_t alignment) noexcept {
   // slot, or its free would find the next slot.
   if (bytes == 0) bytes = 1;
   // Small: the header, the block, and the padding the alignment may need.
-  if (alignment <= page_bytes && bytes <= max_small) {
+  if (alignment <= unit_bytes && bytes <= max_small) {
     const std::size_t needed = sizeof(block_header) + bytes + (alignment - sizeof(block_header));
     if (needed <= max_small) {
       const auto* it = std::lower_bound(class_sizes.begin(), class_sizes.end(), needed);
       return allocate_small(static_cast<std::size_t>(it - class_sizes.begin()), alignment);
     }
   }
-  // Large: the run header, the block header, the padding, the block.
-  // A run starts on a page: within a page's alignment the block's offset is
+  // Large: the run header, the block header, the padding, the block. A run
+  // starts on a unit: within a unit's alignment the block's offset is
   // known; above it, it is at most the alignment past the headers.
   constexpr std::size_t headers = run_header_bytes + sizeof(block_header);
   const std::size_t offset =
-      alignment <= page_bytes ? align_up(headers, alignment) : headers + alignment;
-  const std::size_t pages = (offset + bytes + page_bytes - 1) / page_bytes;
-  void* run = range::allocate_run(pages);
+      alignment <= unit_bytes ? align_up(headers, alignment) : headers + alignment;
+  const std::size_t units = (offset + bytes + unit_bytes - 1) / unit_bytes;
+  void* run = range::allocate_run(units);
   if (run == nullptr) return nullptr;
-  large_bytes.fetch_add(pages * page_bytes, std::memory_order_relaxed);
+  large_bytes.fetch_add(units * unit_bytes, std::memory_order_relaxed);
   auto* header = static_cast<run_header*>(run);
   header->kind = kind_large;
   header->size_class = 0;
-  header->pages = pages;
+  header->units = units;
   return place(static_cast<char*>(run) + run_header_bytes, header, alignment);
 }
 
@@ -271,9 +275,9 @@ void free(void* p) noexcept {
   run_header* run = run_of(p, h);
   if (run->kind == kind_slab) return free_small(run, p);
   MEMLIMITS_CHECK(run->kind == kind_large, "free of a sampled block with a broken header");
-  const std::size_t pages = run->pages;
-  large_bytes.fetch_sub(pages * page_bytes, std::memory_order_relaxed);
-  range::free_run(run, pages);
+  const std::size_t units = run->units;
+  large_bytes.fetch_sub(units * unit_bytes, std::memory_order_relaxed);
+  range::free_run(run, units);
 }
 
 std::size_t usable_size(const void* p) noexcept {
@@ -281,7 +285,7 @@ std::size_t usable_size(const void* p) noexcept {
   const run_header* run = run_of(p, h);
   const auto address = reinterpret_cast<std::uintptr_t>(p);
   const auto start = reinterpret_cast<std::uintptr_t>(run);
-  if (run->kind == kind_large) return start + run->pages * page_bytes - address;
+  if (run->kind == kind_large) return start + run->units * unit_bytes - address;
   const std::size_t slot_size = class_sizes[run->size_class];
   const std::uintptr_t slots = start + run_header_bytes;
   const std::uintptr_t slot = slots + (address - slots) / slot_size * slot_size;

@@ -5,14 +5,18 @@
 // its samples (or null), the distance back to the start of its run, and a
 // tag that tells a live block from a freed one (a double free or a foreign
 // pointer stops the process with a message instead of corrupting the heap).
-// Small blocks (header and alignment padding included, up to 32 KiB) come
-// from slabs: runs of pages cut into slots of one size class (16-byte steps
-// up to 256 B, then 8 classes per doubling: at most 1/8 of a slot is lost to
-// rounding), a slab per class taking the class's frees first. A slab whose
-// last block is freed goes back to the range, unless it is its class's only
-// slab. Larger blocks get a run of pages of their own, with the block at
-// its start; the pages past the block's end are address space only until
-// the program touches them. Alignments up to 1 GiB are served.
+// Small blocks (header and alignment padding included, up to 4 KiB; an
+// alignment up to 512 bytes) come from slabs: runs cut into slots of one
+// size class (16-byte steps up to 256 B, then 8 classes per doubling: at
+// most 1/8 of a slot is lost to rounding), a slab per class taking the
+// class's frees first. A slab whose last block is freed goes back to the
+// range, unless it is its class's only slab. Larger blocks get a run of
+// their own, with the block past the headers at its start: less than a
+// 512-byte unit is lost past its end, and the rest of the last page is
+// address space only until something touches it. Segregated classes for
+// these sizes were measured to hold more memory under churn (freed slots
+// of one class wait for a block of that class); runs coalesce. Alignments
+// up to 1 GiB are served.
 // Thread-safety: every function may be called from any thread; one lock per
 // size class, and the range's lock for runs.
 // Layer 3 (uses core/ and platform/).

@@ -81,8 +81,8 @@ TEST(RangeHeap, EverySizeAndAlignmentKeepsItsContents) {
   const std::size_t live_before = range_heap::stats().live_blocks;
   std::vector<std::size_t> sizes;
   for (std::size_t n = 0; n <= 600; ++n) sizes.push_back(n);
-  for (std::size_t n = 601; n <= 70000; n += 97) sizes.push_back(n);
-  for (std::size_t n : {4096, 8192, 32768, 32752, 32753, 65536, 1 << 20, (1 << 20) + 1}) {
+  for (std::size_t n = 601; n <= 140000; n += 97) sizes.push_back(n);
+  for (std::size_t n : {4096, 8192, 32768, 131056, 131057, 131072, 1 << 20, (1 << 20) + 1}) {
     sizes.push_back(n);
   }
   std::vector<block> blocks;
@@ -105,12 +105,12 @@ TEST(RangeHeap, EverySizeAndAlignmentKeepsItsContents) {
       EXPECT_TRUE(range::contains(b.p + (n == 0 ? 0 : n - 1)));
       const std::size_t usable = range_heap::usable_size(b.p);
       EXPECT_GE(usable, n);
-      // Rounding to a class loses at most an eighth (or 16 bytes), besides
-      // the alignment's padding; a large block, less than a page.
-      if (alignment <= 16 && n + 16 <= 32 * 1024) {
+      // Rounding to a class loses at most an eighth, besides the header and
+      // the alignment's padding; a block on a run of its own, less than a unit.
+      if (alignment <= 16 && n + 16 <= 4096) {
         EXPECT_LE(usable, std::max<std::size_t>(n + 16, (n + 16) * 9 / 8)) << n;
       } else if (alignment <= 16) {
-        EXPECT_LT(usable, n + 4096) << n;
+        EXPECT_LT(usable, n + range::unit_bytes) << n;
       }
       blocks.push_back(b);
     }
@@ -161,15 +161,15 @@ TEST(RangeRuns, NeighboursCoalesceAndTheFrontIsReused) {
   if (!uses_range) GTEST_SKIP() << "sanitizer build: sampled blocks are the sanitizer's";
   ASSERT_TRUE(range::reserve());
   // Runs larger than anything else this process frees.
-  const std::size_t pages = range::stats().reserved_bytes / range::page_bytes / 16;
+  const std::size_t pages = range::stats().reserved_bytes / range::unit_bytes / 16;
   auto* a = static_cast<char*>(range::allocate_run(pages));
   auto* b = static_cast<char*>(range::allocate_run(pages));
   auto* c = static_cast<char*>(range::allocate_run(pages));
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   ASSERT_NE(c, nullptr);
-  ASSERT_EQ(b, a + pages * range::page_bytes);
-  ASSERT_EQ(c, b + pages * range::page_bytes);
+  ASSERT_EQ(b, a + pages * range::unit_bytes);
+  ASSERT_EQ(c, b + pages * range::unit_bytes);
   range::free_run(b, pages);  // alone
   range::free_run(a, pages);  // merges forwards with b
   range::free_run(c, pages);  // merges backwards with a+b
@@ -184,22 +184,22 @@ TEST(RangeRuns, NeighboursCoalesceAndTheFrontIsReused) {
 TEST(RangeRuns, FreedPagesAreGivenBack) {
   if (!uses_range) GTEST_SKIP() << "sanitizer build: sampled blocks are the sanitizer's";
   constexpr std::size_t bytes = std::size_t{64} << 20;
-  auto* run = static_cast<char*>(range::allocate_run(bytes / range::page_bytes));
+  auto* run = static_cast<char*>(range::allocate_run(bytes / range::unit_bytes));
   ASSERT_NE(run, nullptr);
   std::memset(run, 7, bytes);
   const std::int64_t touched = memlimits::platform::resident_bytes();
-  range::free_run(run, bytes / range::page_bytes);
+  range::free_run(run, bytes / range::unit_bytes);
   const std::int64_t freed = memlimits::platform::resident_bytes();
   const range::statistics s = range::stats();
-  // At most 4 MiB plus 1/64 of the pages in use stay resident.
-  EXPECT_LE(s.free_dirty_bytes, (std::size_t{4} << 20) + s.used_bytes / 64);
+  // At most 1 MiB plus 1/128 of the pages in use stay resident.
+  EXPECT_LE(s.free_dirty_bytes, (std::size_t{1} << 20) + s.used_bytes / 128);
   EXPECT_GT(touched - freed, static_cast<std::int64_t>(bytes - (std::size_t{8} << 20)))
       << "resident before the free " << touched << ", after " << freed;
   // Given-back pages read as zeros and can be used again.
-  auto* again = static_cast<char*>(range::allocate_run(bytes / range::page_bytes));
+  auto* again = static_cast<char*>(range::allocate_run(bytes / range::unit_bytes));
   ASSERT_NE(again, nullptr);
   again[bytes - 1] = 1;
-  range::free_run(again, bytes / range::page_bytes);
+  range::free_run(again, bytes / range::unit_bytes);
 }
 
 TEST(RangeHeap, SlabsEmptiedGoBackToTheRange) {
@@ -210,7 +210,7 @@ TEST(RangeHeap, SlabsEmptiedGoBackToTheRange) {
   for (int i = 0; i < 5000; ++i) blocks.push_back(range_heap::allocate(3000, 0));
   EXPECT_GE(range_heap::stats().slab_bytes, slabs_before + 5000 * 3000);
   for (void* p : blocks) range_heap::free(p);
-  // One slab per class may stay.
+  // One slab of the class may stay.
   EXPECT_LE(range_heap::stats().slab_bytes, slabs_before + (std::size_t{64} << 10));
 }
 
