@@ -34,6 +34,7 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/memlimitsConfigVersion.cm
   COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/memlimitsConfig.cmake
               ${PROJECT_BINARY_DIR}/memlimitsConfigVersion.cmake
+              cmake/backends.cmake
         DESTINATION ${MEMLIMITS_CMAKE_DIR})
 
 # pkg-config files (cmake/memlimits.pc.in, cmake/memlimits-hooks.pc.in) in

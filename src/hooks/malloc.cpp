@@ -35,9 +35,9 @@
 // that was never sampled, since the tracking layer knows only the blocks it
 // recorded.
 //
-// The system is reached through glibc's __libc_* aliases, or through the
-// definitions that follow ours (dlsym(RTLD_NEXT), looked up once, safe from
-// re-entry), so there is no dlsym recursion.
+// The system is the allocator that follows memlimits in the lookup order
+// (glibc's or a backend's), reached through platform/system_allocator.hpp:
+// resolved once, safe from re-entry, so there is no dlsym recursion.
 #include <bit>
 #include <cerrno>
 #include <cstddef>

@@ -3,6 +3,7 @@
 // Layer 1: depends on the C library only.
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -373,95 +374,283 @@ void write_stderr(const char* text, std::size_t length) noexcept {
 namespace memlimits::platform::system {
 
 #if !defined(MEMLIMITS_SANITIZER_ALLOCATOR)
+extern "C" void* __libc_memalign(std::size_t, std::size_t);
+
 namespace {
 
-// Set while this thread looks a function up (see next_definition).
-constinit thread_local bool looking_up MEMLIMITS_TLS_MODEL = false;
+using detail::next;
 
-// Marks a lookup that found nothing, so that it is not repeated.
-constinit char no_definition_mark = 0;
-void* const no_definition = &no_definition_mark;
+constexpr unsigned function_count = static_cast<unsigned>(function::count);
+constexpr const char* function_names[function_count] = {
+    "malloc",       "free",          "calloc",         "realloc",
+    "memalign",     "valloc",        "pvalloc",        "aligned_alloc",
+    "posix_memalign", "reallocarray", "malloc_usable_size"};
+constexpr unsigned index(function f) noexcept { return static_cast<unsigned>(f); }
 
-// The definition of `name` that follows ours in the lookup order: the C
-// library's, both when the hooks are linked into the program and under the
-// preload library. Looked up at the first call, kept in `slot`. nullptr when
-// there is none, or when dlsym re-entered a hook that needs a function on
-// the thread that is looking one up (dlsym of a defined symbol does not
-// allocate; should it ever, that call fails instead of recursing). Threads
-// that race on the first call look up the same address.
-void* next_definition(std::atomic<void*>& slot, const char* name) noexcept {
-  void* f = slot.load(std::memory_order_acquire);
-  if (MEMLIMITS_LIKELY(f != nullptr)) return f == no_definition ? nullptr : f;
-  if (looking_up) return nullptr;
-  looking_up = true;
-  const int saved_errno = errno;
-  f = ::dlsym(RTLD_NEXT, name);
-  errno = saved_errno;
-  looking_up = false;
-  slot.store(f == nullptr ? no_definition : f, std::memory_order_release);
-  return f;
+// Set while this thread resolves (see resolve).
+constinit thread_local bool resolving MEMLIMITS_TLS_MODEL = false;
+// Set (release) once every pointer of `next` and the two values below hold
+// their final values.
+constinit std::atomic<bool> resolved{false};
+constinit std::atomic<const char*> family_object{nullptr};
+constinit std::atomic<unsigned> emulated_functions{0};
+
+bool resolve() noexcept;
+
+// The stubs that `next` starts with: resolve, then call the function
+// resolved. A call that re-enters while its own thread resolves fails.
+void* malloc_stub(std::size_t n) noexcept {
+  if (!resolve()) return errno = ENOMEM, nullptr;
+  return next.malloc(n);
+}
+void free_stub(void* p) noexcept {
+  if (resolve()) next.free(p);
+}
+void* calloc_stub(std::size_t count, std::size_t size) noexcept {
+  if (!resolve()) return errno = ENOMEM, nullptr;
+  return next.calloc(count, size);
+}
+void* realloc_stub(void* p, std::size_t n) noexcept {
+  if (!resolve()) return errno = ENOMEM, nullptr;
+  return next.realloc(p, n);
+}
+void* memalign_stub(std::size_t alignment, std::size_t n) noexcept {
+  if (!resolve()) return errno = ENOMEM, nullptr;
+  return next.memalign(alignment, n);
+}
+void* valloc_stub(std::size_t n) noexcept {
+  if (!resolve()) return errno = ENOMEM, nullptr;
+  return next.valloc(n);
+}
+void* pvalloc_stub(std::size_t n) noexcept {
+  if (!resolve()) return errno = ENOMEM, nullptr;
+  return next.pvalloc(n);
+}
+void* aligned_alloc_stub(std::size_t alignment, std::size_t n) noexcept {
+  if (!resolve()) return errno = ENOMEM, nullptr;
+  return next.aligned_alloc(alignment, n);
+}
+int posix_memalign_stub(void** out, std::size_t alignment, std::size_t n) noexcept {
+  if (!resolve()) return ENOMEM;
+  return next.posix_memalign(out, alignment, n);
+}
+void* reallocarray_stub(void* p, std::size_t count, std::size_t size) noexcept {
+  if (!resolve()) return errno = ENOMEM, nullptr;
+  return next.reallocarray(p, count, size);
+}
+std::size_t usable_size_stub(void* p) noexcept {
+  if (!resolve()) return 0;
+  return next.usable_size(p);
 }
 
-constinit std::atomic<void*> next_aligned_alloc{nullptr};
-constinit std::atomic<void*> next_posix_memalign{nullptr};
-constinit std::atomic<void*> next_reallocarray{nullptr};
+// The family's own memalign, when it is not glibc's: `next.memalign` is then
+// memalign_nonzero, which asks it for 1 byte rather than 0 (glibc's serves 0
+// bytes aligned; jemalloc 5.3's memalign and valloc do not align blocks of
+// 0 bytes, fixed upstream in 2024: jemalloc pull request 2606).
+// A thread that sees memalign_nonzero in `next` before it sees
+// family_memalign (another thread resolving) resolves first.
+using memalign_fn = void* (*)(std::size_t, std::size_t) noexcept;
+constinit memalign_fn family_memalign = nullptr;
+void* memalign_nonzero(std::size_t alignment, std::size_t n) noexcept {
+  memalign_fn f = __atomic_load_n(&family_memalign, __ATOMIC_ACQUIRE);
+  if (MEMLIMITS_UNLIKELY(f == nullptr)) {
+    resolve();  // stored family_memalign before `resolved`, or now
+    f = __atomic_load_n(&family_memalign, __ATOMIC_ACQUIRE);
+    if (f == nullptr) return errno = ENOMEM, nullptr;  // re-entered while resolving
+  }
+  return f(alignment, n == 0 ? 1 : n);
+}
+
+// The emulations of the functions a family lacks (system_allocator.hpp),
+// with its own malloc, memalign and realloc, on glibc's rules: a failure
+// sets errno (ENOMEM, EINVAL for an impossible alignment), whatever the
+// family's functions leave in it.
+void* calloc_emulated(std::size_t count, std::size_t size) noexcept {
+  std::size_t bytes;
+  if (__builtin_mul_overflow(count, size, &bytes)) return errno = ENOMEM, nullptr;
+  void* p = next.malloc(bytes);
+  if (p == nullptr) return errno = ENOMEM, nullptr;
+  std::memset(p, 0, bytes);
+  return p;
+}
+void* valloc_emulated(std::size_t n) noexcept {
+  void* p = next.memalign(page_size(), n);
+  if (p == nullptr) errno = ENOMEM;
+  return p;
+}
+void* pvalloc_emulated(std::size_t n) noexcept {
+  const std::size_t page = page_size();
+  std::size_t rounded;
+  if (__builtin_add_overflow(n, page - 1, &rounded)) return errno = ENOMEM, nullptr;
+  void* p = next.memalign(page, n == 0 ? page : rounded & ~(page - 1));  // 0: one page
+  if (p == nullptr) errno = ENOMEM;
+  return p;
+}
+// glibc 2.36's aligned_alloc is its memalign: an alignment that is not a
+// power of two is rounded up, EINVAL beyond the largest one.
+void* aligned_alloc_emulated(std::size_t alignment, std::size_t n) noexcept {
+  if (alignment > SIZE_MAX / 2 + 1) return errno = EINVAL, nullptr;
+  void* p = next.memalign(alignment, n);
+  if (p == nullptr) errno = ENOMEM;
+  return p;
+}
+int posix_memalign_emulated(void** out, std::size_t alignment, std::size_t n) noexcept {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0 || alignment % sizeof(void*) != 0) {
+    return EINVAL;
+  }
+  void* p = next.memalign(alignment, n);
+  if (p == nullptr) return ENOMEM;
+  *out = p;
+  return 0;
+}
+void* reallocarray_emulated(void* p, std::size_t count, std::size_t size) noexcept {
+  std::size_t bytes;
+  if (__builtin_mul_overflow(count, size, &bytes)) return errno = ENOMEM, nullptr;
+  void* q = next.realloc(p, bytes);
+  if (q == nullptr && bytes != 0) errno = ENOMEM;
+  return q;
+}
+
+// Which loaded object holds each address, by dl_iterate_phdr (load order,
+// which is the lookup order of the objects loaded at start-up): no symbol
+// table is read, nothing allocated.
+struct object_search {
+  const void* address[function_count];
+  int object[function_count];  // -1: none
+  const char* name[function_count];
+  int count = 0;
+};
+
+int find_objects(dl_phdr_info* info, std::size_t, void* data) noexcept {
+  auto& search = *static_cast<object_search*>(data);
+  for (int k = 0; k < info->dlpi_phnum; ++k) {
+    const ElfW(Phdr)& segment = info->dlpi_phdr[k];
+    if (segment.p_type != PT_LOAD) continue;
+    const std::uintptr_t start = info->dlpi_addr + segment.p_vaddr;
+    const std::uintptr_t end = start + segment.p_memsz;
+    for (unsigned i = 0; i < function_count; ++i) {
+      const auto address = reinterpret_cast<std::uintptr_t>(search.address[i]);
+      if (search.object[i] < 0 && address != 0 && start <= address && address < end) {
+        search.object[i] = search.count;
+        search.name[i] = info->dlpi_name;
+      }
+    }
+  }
+  ++search.count;
+  return 0;
+}
+
+[[noreturn]] void cannot_serve(const char* object, const char* missing) noexcept {
+  const auto say = [](const char* text) { write_stderr(text, std::strlen(text)); };
+  say("memlimits: the allocator after memlimits (");
+  say(object[0] == '\0' ? "the program" : object);
+  say(") defines malloc but not ");
+  say(missing);
+  say(": its blocks cannot be served without another allocator's functions\n");
+  ::abort();
+}
+
+template <class F>
+void publish(F& slot, void* value) noexcept {
+  __atomic_store_n(&slot, reinterpret_cast<F>(value), __ATOMIC_RELAXED);
+}
+
+// Resolves every function at once (system_allocator.hpp). True when `next`
+// holds the resolved functions; false for a call that re-entered on the
+// thread that is resolving.
+bool resolve() noexcept {
+  if (MEMLIMITS_LIKELY(resolved.load(std::memory_order_acquire))) return true;
+  if (resolving) return false;
+  resolving = true;
+  const int saved_errno = errno;
+
+  object_search search;
+  for (unsigned i = 0; i < function_count; ++i) {
+    search.address[i] = ::dlsym(RTLD_NEXT, function_names[i]);
+    search.object[i] = -1;
+    search.name[i] = nullptr;
+  }
+  ::dl_iterate_phdr(&find_objects, &search);
+
+  const int family = search.object[index(function::malloc)];
+  const char* const family_name = search.name[index(function::malloc)];
+  if (family < 0) {
+    constexpr const char message[] = "memlimits: no object after memlimits defines malloc\n";
+    write_stderr(message, sizeof message - 1);
+    ::abort();
+  }
+  // The definition found is used when it is the family's own or that of an
+  // object before it; beyond it, the family lacks the function.
+  void* chosen[function_count];
+  unsigned emulated = 0;
+  for (unsigned i = 0; i < function_count; ++i) {
+    const bool usable = search.object[i] >= 0 && search.object[i] <= family;
+    chosen[i] = usable ? const_cast<void*>(search.address[i]) : nullptr;
+    if (!usable) emulated |= 1u << i;
+  }
+  for (function f : {function::free, function::realloc, function::memalign,
+                     function::malloc_usable_size}) {
+    if (chosen[index(f)] == nullptr) cannot_serve(family_name, function_names[index(f)]);
+  }
+  const auto use = [&](function f, void* emulation) {
+    return chosen[index(f)] != nullptr ? chosen[index(f)] : emulation;
+  };
+  // The primitives first: an emulation calls them through `next`.
+  publish(next.malloc, chosen[index(function::malloc)]);
+  publish(next.free, chosen[index(function::free)]);
+  publish(next.realloc, chosen[index(function::realloc)]);
+  if (chosen[index(function::memalign)] == reinterpret_cast<void*>(&__libc_memalign)) {
+    publish(next.memalign, chosen[index(function::memalign)]);
+  } else {
+    __atomic_store_n(&family_memalign,
+                     reinterpret_cast<memalign_fn>(chosen[index(function::memalign)]),
+                     __ATOMIC_RELEASE);
+    publish(next.memalign, reinterpret_cast<void*>(&memalign_nonzero));
+  }
+  publish(next.usable_size, chosen[index(function::malloc_usable_size)]);
+  publish(next.calloc, use(function::calloc, reinterpret_cast<void*>(&calloc_emulated)));
+  publish(next.valloc, use(function::valloc, reinterpret_cast<void*>(&valloc_emulated)));
+  publish(next.pvalloc, use(function::pvalloc, reinterpret_cast<void*>(&pvalloc_emulated)));
+  publish(next.aligned_alloc,
+          use(function::aligned_alloc, reinterpret_cast<void*>(&aligned_alloc_emulated)));
+  publish(next.posix_memalign,
+          use(function::posix_memalign, reinterpret_cast<void*>(&posix_memalign_emulated)));
+  publish(next.reallocarray,
+          use(function::reallocarray, reinterpret_cast<void*>(&reallocarray_emulated)));
+  family_object.store(family_name, std::memory_order_relaxed);
+  emulated_functions.store(emulated, std::memory_order_relaxed);
+  resolved.store(true, std::memory_order_release);
+
+  errno = saved_errno;
+  resolving = false;
+  return true;
+}
 
 }  // namespace
-#endif
 
-void* aligned_alloc(std::size_t alignment, std::size_t n) noexcept {
-#if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
-  return __interceptor_aligned_alloc(alignment, n);
-#else
-  using fn_t = void* (*)(std::size_t, std::size_t);
-  if (void* f = next_definition(next_aligned_alloc, "aligned_alloc")) {
-    return reinterpret_cast<fn_t>(f)(alignment, n);
-  }
-  errno = ENOMEM;
-  return nullptr;
-#endif
+// Read on every allocation, written once: the pointers of malloc to
+// aligned_alloc fill one cache line of their own.
+alignas(64) constinit detail::next_functions detail::next = {
+    &malloc_stub,   &free_stub,          &calloc_stub,        &realloc_stub,
+    &memalign_stub, &valloc_stub,        &pvalloc_stub,       &aligned_alloc_stub,
+    &posix_memalign_stub, &reallocarray_stub, &usable_size_stub};
+
+const char* allocator_object() noexcept {
+  resolve();
+  const char* name = family_object.load(std::memory_order_relaxed);
+  return name == nullptr ? "" : name;
 }
 
-int posix_memalign(void** out, std::size_t alignment, std::size_t n) noexcept {
-#if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
-  return __interceptor_posix_memalign(out, alignment, n);
-#else
-  using fn_t = int (*)(void**, std::size_t, std::size_t);
-  if (void* f = next_definition(next_posix_memalign, "posix_memalign")) {
-    return reinterpret_cast<fn_t>(f)(out, alignment, n);
-  }
-  return ENOMEM;
-#endif
+bool is_emulated(function f) noexcept {
+  resolve();
+  return (emulated_functions.load(std::memory_order_relaxed) >> index(f) & 1u) != 0;
 }
 
-void* reallocarray(void* p, std::size_t count, std::size_t size) noexcept {
-#if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
-  return __interceptor_reallocarray(p, count, size);
-#else
-  using fn_t = void* (*)(void*, std::size_t, std::size_t);
-  if (void* f = next_definition(next_reallocarray, "reallocarray")) {
-    return reinterpret_cast<fn_t>(f)(p, count, size);
-  }
-  errno = ENOMEM;
-  return nullptr;
-#endif
-}
+#else  // MEMLIMITS_SANITIZER_ALLOCATOR
 
-std::size_t usable_size(void* p) noexcept {
-#if defined(MEMLIMITS_SANITIZER_ALLOCATOR)
-  return __interceptor_malloc_usable_size(p);
-#else
-  using fn_t = std::size_t (*)(void*);
-  static std::atomic<fn_t> fn{nullptr};
-  fn_t f = fn.load(std::memory_order_acquire);
-  if (f == nullptr) {
-    f = reinterpret_cast<fn_t>(::dlsym(RTLD_NEXT, "malloc_usable_size"));
-    if (f == nullptr) f = reinterpret_cast<fn_t>(::dlsym(RTLD_DEFAULT, "__malloc_usable_size"));
-    if (f == nullptr) ::abort();
-    fn.store(f, std::memory_order_release);
-  }
-  return p == nullptr ? 0 : f(p);
+const char* allocator_object() noexcept { return "sanitizer"; }
+bool is_emulated(function) noexcept { return false; }
+
 #endif
-}
 
 }  // namespace memlimits::platform::system
