@@ -217,8 +217,28 @@ std::uint64_t on_event(std::size_t bytes) noexcept {
     // The sampled word lies in this block; the words after it in the block
     // are independent trials.
     const auto words_after = static_cast<std::uint64_t>((after - s.to_sample_) / 8 - 1);
-    samples = 1 + draw_binomial(s.rng_, words_after, s.rate_);
-    draw_next_sample(s);
+    if (s.rate_ <= 0.5 &&
+        static_cast<double>(words_after) * s.rate_ <= exact_binomial_mean_limit) {
+      // The gaps from the sampled word on: each that ends inside the block
+      // is one more sample (draw_binomial's walk); the first that ends past
+      // it places the next sampled word, counted from the block's end, as
+      // draw_next_sample() would (the gaps are memoryless). One gap drawn
+      // per sample instead of a binomial and a fresh gap.
+      samples = 1;
+      std::uint64_t word = 0;  // the last sampled word, after the first one
+      for (;;) {
+        const std::uint64_t gap = draw_gap_words(s.rng_, s.rate_, s.log1m_rate_);
+        if (gap > words_after - word) {
+          s.to_sample_ = static_cast<std::int64_t>((word + gap - words_after - 1) * 8);
+          break;
+        }
+        word += gap;
+        ++samples;
+      }
+    } else {
+      samples = 1 + draw_binomial(s.rng_, words_after, s.rate_);
+      draw_next_sample(s);
+    }
     deadline_only = false;
   } else {
     s.to_sample_ -= after;

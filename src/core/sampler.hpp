@@ -3,8 +3,8 @@
 // position, and sampling off for callbacks. The state behind it is
 // core/thread_state.hpp's, private to core.
 //
-// Fast path contract (consume): one subtraction, one compare with a word of
-// the same cache line, one branch; no lock, no shared write, no call.
+// Fast path contract (consume): one subtraction and its borrow, one compare
+// with a word of the same cache line; no lock, no shared write, no call.
 // Allocation sizes count in whole words: a block of b bytes is
 // w = ceil(b / 8) words (8w bytes), so that it holds Binomial(w, p) samples.
 // Layer 2.
@@ -30,12 +30,18 @@ inline constexpr std::uint64_t max_block_bytes = std::uint64_t{1} << 61;
 // The fast path. Returns true when nothing else is to be done for this
 // allocation; false when on_event() must be called (the countdown already
 // includes this allocation).
+// A request larger than the countdown borrows, and takes the slow path:
+// without that test, one of 2^63 bytes or more would wrap the countdown
+// around to a larger value and pass (the C API's hooks do not refund a
+// failed request: hooks/entry.hpp). Any other borrow leaves the countdown
+// negative, below every alarm, so the test changes nothing else.
 MEMLIMITS_ALWAYS_INLINE bool consume(std::size_t bytes) noexcept {
   thread_state& s = this_thread_state();
-  const auto left = static_cast<std::int64_t>(static_cast<std::uint64_t>(s.countdown_) -
-                                              counted_bytes(bytes));
-  s.countdown_ = left;
-  return left >= s.alarm_.level.load(std::memory_order_relaxed);
+  std::uint64_t left;
+  const bool borrow =
+      __builtin_sub_overflow(static_cast<std::uint64_t>(s.countdown_), counted_bytes(bytes), &left);
+  s.countdown_ = static_cast<std::int64_t>(left);
+  return !borrow && static_cast<std::int64_t>(left) >= s.alarm_.level.load(std::memory_order_relaxed);
 }
 
 // An allocation that consume() accepted failed: take it out of the stream.

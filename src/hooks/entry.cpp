@@ -78,6 +78,11 @@ void discard(const slow_block& b) noexcept {
 
 }  // namespace
 
+void* refund_failed(std::size_t bytes) noexcept {
+  core::refund(bytes);
+  return nullptr;
+}
+
 void* allocate_slow(std::size_t bytes, std::size_t alignment, source origin, bool zero,
                     call_kind kind, void* caller) noexcept {
   if (MEMLIMITS_UNLIKELY(bytes > core::max_block_bytes)) {
@@ -186,25 +191,26 @@ namespace {
 // reallocate_by_system() for a block of the range, which the system must
 // not see: the system is asked what it would do with a request of this size
 // (given no block, or one of its own for size 0), and the range's block is
-// moved or freed to match.
+// moved or freed to match. reallocarray is checked here and asked as
+// realloc: glibc's reallocarray calls realloc through the PLT, which is the
+// realloc hook.
 void* reallocate_range_block(void* p, std::size_t count, std::size_t size, bool array,
                              bool to_zero) noexcept {
-  const auto call = [&](void* block) {
-    return array ? platform::system::reallocarray(block, count, size)
-                 : platform::system::realloc(block, count);
-  };
+  std::size_t bytes = count;
+  if (array && __builtin_mul_overflow(count, size, &bytes)) {
+    errno = ENOMEM;  // what every reallocarray does (p untouched)
+    return nullptr;
+  }
   void* q;
   if (to_zero) {
     // Frees its block and returns nullptr (glibc), or returns a block.
     void* own = platform::system::malloc(1);
-    q = own == nullptr ? nullptr : call(own);
+    q = own == nullptr ? nullptr : platform::system::realloc(own, 0);
   } else {
-    q = call(nullptr);  // the system's failure, or a block of its own
+    q = platform::system::realloc(nullptr, bytes);  // its failure, or a block of its own
     if (q == nullptr) return nullptr;  // p untouched; errno as the system set it
-    std::size_t product = count;
-    if (array) __builtin_mul_overflow(count, size, &product);
     const std::size_t old_size = tracking::usable_size(p);
-    std::memcpy(q, p, old_size < product ? old_size : product);
+    std::memcpy(q, p, old_size < bytes ? old_size : bytes);
   }
   const int system_errno = errno;
   deallocate_slow(p);

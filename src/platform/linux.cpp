@@ -106,25 +106,24 @@ void on_thread_exit(void (*fn)(void*), void* arg) noexcept {
 }
 
 namespace {
-constexpr int max_fork_handlers = 8;
+constexpr int max_fork_handlers = 16;
 const fork_handlers* handlers[max_fork_handlers];
 std::atomic<int> handler_count{0};
 std::atomic<bool> trampoline_registered{false};
 // The thread inside fork(), between our prepare and parent/child handlers.
 std::atomic<pthread_t> forking_thread{};
-std::atomic<bool> forking{false};
 
 void prepare_all() {
   for (int i = handler_count.load(std::memory_order_acquire); i-- > 0;) {
     if (handlers[i]->prepare != nullptr) handlers[i]->prepare();
   }
   forking_thread.store(::pthread_self(), std::memory_order_relaxed);
-  forking.store(true, std::memory_order_release);
+  detail::forking.store(true, std::memory_order_release);
 }
 
 template <void (*fork_handlers::*Which)()>
 void finish_all() {
-  forking.store(false, std::memory_order_release);
+  detail::forking.store(false, std::memory_order_release);
   const int count = handler_count.load(std::memory_order_acquire);
   for (int i = 0; i < count; ++i) {
     if (handlers[i]->*Which != nullptr) (handlers[i]->*Which)();
@@ -152,9 +151,10 @@ void register_fork_handlers(fork_handlers& h) noexcept {
   }
 }
 
-bool fork_in_progress_here() noexcept {
-  return forking.load(std::memory_order_acquire) &&
-         ::pthread_equal(forking_thread.load(std::memory_order_relaxed), ::pthread_self());
+constinit std::atomic<bool> detail::forking{false};
+
+bool detail::forking_thread_is_this() noexcept {
+  return ::pthread_equal(forking_thread.load(std::memory_order_relaxed), ::pthread_self());
 }
 
 std::uint64_t thread_number() noexcept {

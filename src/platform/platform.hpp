@@ -86,7 +86,14 @@ struct fork_handlers {
 // Registers `h` the first time it is called for it, from any thread; later
 // calls cost one load. Must not be called from a fork handler.
 void register_fork_handlers(fork_handlers& h) noexcept;
-bool fork_in_progress_here() noexcept;
+namespace detail {
+extern constinit std::atomic<bool> forking;  // between prepare and parent/child
+bool forking_thread_is_this() noexcept;
+}  // namespace detail
+// Inline: every spinlock of the allocation path asks, twice.
+MEMLIMITS_ALWAYS_INLINE bool fork_in_progress_here() noexcept {
+  return detail::forking.load(std::memory_order_acquire) && detail::forking_thread_is_this();
+}
 
 // A process-unique thread number (not reused while the process lives).
 std::uint64_t thread_number() noexcept;

@@ -56,6 +56,8 @@ std::size_t committed = 0;
 std::size_t used_units = 0;
 std::size_t dirty_units = 0;  // sum of the free runs' dirty counts
 free_header* bins[bin_count] = {};
+std::uint64_t nonempty[2] = {};  // bit b: bins[b] has a run
+static_assert(bin_count <= 128);
 
 void fork_prepare() { lock.lock(); }
 void fork_parent() { lock.unlock(); }
@@ -79,8 +81,20 @@ void mark_run(std::size_t first, std::size_t units, bool free) noexcept {
   unit_map[first + units - 1] = word;
 }
 
+// The first bin from `bin` on that has a run, or bin_count.
+std::size_t next_nonempty(std::size_t bin) noexcept {
+  for (std::size_t word = bin / 64; word < 2; ++word) {
+    const std::uint64_t bits =
+        nonempty[word] & (word == bin / 64 ? ~std::uint64_t{0} << (bin % 64) : ~std::uint64_t{0});
+    if (bits != 0) return word * 64 + static_cast<std::size_t>(std::countr_zero(bits));
+  }
+  return bin_count;
+}
+
 void link(free_header* run) noexcept {
-  free_header*& head = bins[bin_of(run->units)];
+  const std::size_t bin = bin_of(run->units);
+  nonempty[bin / 64] |= std::uint64_t{1} << (bin % 64);
+  free_header*& head = bins[bin];
   run->prev = nullptr;
   run->next = head;
   if (head != nullptr) head->prev = run;
@@ -91,7 +105,9 @@ void unlink(free_header* run) noexcept {
   if (run->prev != nullptr) {
     run->prev->next = run->next;
   } else {
-    bins[bin_of(run->units)] = run->next;
+    const std::size_t bin = bin_of(run->units);
+    bins[bin] = run->next;
+    if (run->next == nullptr) nonempty[bin / 64] &= ~(std::uint64_t{1} << (bin % 64));
   }
   if (run->next != nullptr) run->next->prev = run->prev;
 }
@@ -210,7 +226,8 @@ void* allocate_run(std::size_t units) noexcept {
   // A length must fit the map's 31 bits.
   if (!reserve_locked() || units > total_units || units >= (std::size_t{1} << 31)) return nullptr;
   // The first run that fits, from the smallest bin that may hold one.
-  for (std::size_t bin = bin_of(units); bin < bin_count; ++bin) {
+  for (std::size_t bin = next_nonempty(bin_of(units)); bin < bin_count;
+       bin = next_nonempty(bin + 1)) {
     for (free_header* run = bins[bin]; run != nullptr; run = run->next) {
       if (run->units < units) continue;
       const std::size_t first = unit_index(run);
