@@ -15,8 +15,9 @@
 // 512-byte unit is lost past its end, and the rest of the last page is
 // address space only until something touches it. Segregated classes for
 // these sizes were measured to hold more memory under churn (freed slots
-// of one class wait for a block of that class); runs coalesce. Alignments
-// up to 1 GiB are served.
+// of one class wait for a block of that class); runs coalesce. The last 2
+// freed runs of each length up to 32 KiB are kept for the next block of
+// that length, past the range's bins. Alignments up to 1 GiB are served.
 // Thread-safety: every function may be called from any thread; one lock per
 // size class, and the range's lock for runs.
 // Layer 3 (uses core/ and platform/).
