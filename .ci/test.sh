@@ -8,7 +8,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(build-essential cmake libgtest-dev libbenchmark-dev libboost-context-dev
           libboost-math-dev libspdlog-dev liblua5.4-dev nlohmann-json3-dev clang valgrind
-          pkg-config golang-go zlib1g-dev libdw-dev libpython3.11-testsuite python3.11)
+          pkg-config golang-go zlib1g-dev libdw-dev libpython3.11-testsuite python3.11
+          libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev)
 if command -v dpkg >/dev/null; then
   missing=()
   for package in "${packages[@]}"; do
