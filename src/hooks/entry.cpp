@@ -35,15 +35,14 @@ struct slow_block {
 slow_block allocate_sampled(std::size_t bytes, std::size_t alignment, source origin, bool zero,
                             std::uint64_t samples, void* caller) noexcept {
   slow_block out;
-  void* p = tracking::allocate_block(bytes, alignment);
+  void* p = tracking::allocate_block(bytes, alignment, zero);
   const bool trackable = p != nullptr;
   if (!trackable) {
     if constexpr (!tracking::uses_range) return out;  // errno is ENOMEM, as the system set it
-    p = allocate_plain(bytes, alignment, false);
+    p = allocate_plain(bytes, alignment, zero);
     if (p == nullptr) return out;
     tracking::count_untracked();
   }
-  if (zero) std::memset(p, 0, bytes);
 
   const int saved_errno = errno;
   const core::sampled_block block{p, bytes, samples, origin, {}};

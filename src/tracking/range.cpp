@@ -219,7 +219,7 @@ bool reserve() noexcept {
   return reserve_locked();
 }
 
-void* allocate_run(std::size_t units) noexcept {
+void* allocate_run(std::size_t units, bool* zeroed) noexcept {
   MEMLIMITS_ASSERT(units >= 1, "empty run");
   platform::register_fork_handlers(fork_hooks);
   core::spinlock_guard guard(lock);
@@ -242,6 +242,7 @@ void* allocate_run(std::size_t units) noexcept {
       }
       mark_run(first, units, false);
       used_units += units;
+      if (zeroed != nullptr) *zeroed = false;
       return unit_address(first);
     }
   }
@@ -250,6 +251,7 @@ void* allocate_run(std::size_t units) noexcept {
   frontier += units;
   mark_run(first, units, false);
   used_units += units;
+  if (zeroed != nullptr) *zeroed = true;  // past the frontier: never touched
   return unit_address(first);
 }
 

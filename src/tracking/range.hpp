@@ -61,8 +61,9 @@ bool reserve() noexcept;
 
 // A run of `units` units, aligned to a unit and readable-writable, or
 // nullptr when the range cannot hold it (or does not exist). Its contents
-// are unspecified. The caller keeps its length.
-void* allocate_run(std::size_t units) noexcept;
+// are unspecified, unless *zeroed is set: then it was never used, and reads
+// as zeros. The caller keeps its length.
+void* allocate_run(std::size_t units, bool* zeroed = nullptr) noexcept;
 // Gives back a run that allocate_run() returned, with its length.
 void free_run(void* run, std::size_t units) noexcept;
 

@@ -11,6 +11,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 
 #include "core/check.hpp"
 #include "core/spinlock.hpp"
@@ -253,7 +254,7 @@ void free_small(run_header* slab, void* p) noexcept {
 
 }  // namespace
 
-void* allocate(std::size_t bytes, std::size_t alignment) noexcept {
+void* allocate(std::size_t bytes, std::size_t alignment, bool zero) noexcept {
   platform::register_fork_handlers(fork_hooks);
   if (alignment < sizeof(block_header)) alignment = sizeof(block_header);
   if (alignment > max_alignment) return nullptr;
@@ -265,7 +266,9 @@ void* allocate(std::size_t bytes, std::size_t alignment) noexcept {
     const std::size_t needed = sizeof(block_header) + bytes + (alignment - sizeof(block_header));
     if (needed <= max_small) {
       const auto* it = std::lower_bound(class_sizes.begin(), class_sizes.end(), needed);
-      return allocate_small(static_cast<std::size_t>(it - class_sizes.begin()), alignment);
+      void* p = allocate_small(static_cast<std::size_t>(it - class_sizes.begin()), alignment);
+      if (p != nullptr && zero) std::memset(p, 0, bytes);
+      return p;
     }
   }
   // Large: the run header, the block header, the padding, the block. A run
@@ -280,14 +283,17 @@ void* allocate(std::size_t bytes, std::size_t alignment) noexcept {
     core::spinlock_guard guard(cache.lock);
     if (cache.count[units] != 0) run = cache.runs[units][--cache.count[units]];
   }
-  if (run == nullptr) run = range::allocate_run(units);
+  bool zeroed = false;
+  if (run == nullptr) run = range::allocate_run(units, &zeroed);
   if (run == nullptr) return nullptr;
   large_bytes.fetch_add(units * unit_bytes, std::memory_order_relaxed);
   auto* header = static_cast<run_header*>(run);
   header->kind = kind_large;
   header->size_class = 0;
   header->units = units;
-  return place(static_cast<char*>(run) + run_header_bytes, header, alignment);
+  void* p = place(static_cast<char*>(run) + run_header_bytes, header, alignment);
+  if (zero && !zeroed) std::memset(p, 0, bytes);
+  return p;
 }
 
 void free(void* p) noexcept {

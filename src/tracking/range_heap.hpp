@@ -32,8 +32,10 @@ namespace memlimits::tracking::range_heap {
 inline constexpr std::size_t max_alignment = std::size_t{1} << 30;
 
 // A block of at least `bytes` bytes aligned to `alignment` (0: 16 bytes),
-// with no record; nullptr when the range cannot hold it. Not zeroed.
-void* allocate(std::size_t bytes, std::size_t alignment) noexcept;
+// with no record; nullptr when the range cannot hold it. Its first `bytes`
+// bytes are zero when `zero` is set (a block on a run never used before is
+// not written: a large calloc stays untouched until the program uses it).
+void* allocate(std::size_t bytes, std::size_t alignment, bool zero = false) noexcept;
 // Frees a block of the range (range::contains(p)), which must have no record.
 void free(void* p) noexcept;
 // The bytes usable from p to the end of its slot or run.

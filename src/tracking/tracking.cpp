@@ -3,6 +3,7 @@
 #include "tracking/tracking.hpp"
 
 #include <atomic>
+#include <cstring>
 
 #include "platform/system_allocator.hpp"
 #include "tracking/range_heap.hpp"
@@ -16,12 +17,14 @@ std::atomic<std::size_t> tracked_blocks{0};  // with the range
 
 }  // namespace
 
-void* allocate_block(std::size_t bytes, std::size_t alignment) noexcept {
+void* allocate_block(std::size_t bytes, std::size_t alignment, bool zero) noexcept {
   if constexpr (uses_range) {
-    return range_heap::allocate(bytes, alignment);
+    return range_heap::allocate(bytes, alignment, zero);
   } else {
-    return platform::system::memalign(
+    void* p = platform::system::memalign(
         alignment > table::sampled_alignment ? alignment : table::sampled_alignment, bytes);
+    if (p != nullptr && zero) std::memset(p, 0, bytes);
+    return p;
   }
 }
 

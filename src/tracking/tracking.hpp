@@ -43,11 +43,12 @@ MEMLIMITS_ALWAYS_INLINE bool may_be_sampled(const void* p) noexcept {
 }
 
 // A block that can carry a record, of at least `bytes` bytes aligned to
-// `alignment` (0: the system allocator's default), not zeroed. nullptr when
+// `alignment` (0: the system allocator's default), its first `bytes` bytes
+// zero when `zero` is set. nullptr when
 // there is none: with the range, when the range cannot hold it (the caller
 // then allocates an untracked block, and says so with count_untracked());
 // without, when the system allocator is out of memory.
-void* allocate_block(std::size_t bytes, std::size_t alignment) noexcept;
+void* allocate_block(std::size_t bytes, std::size_t alignment, bool zero) noexcept;
 // Publishes r (r->address is the block) for the block's free. False when it
 // cannot be recorded (no memory for the table); then the block has no record.
 bool attach(record* r) noexcept;

@@ -199,6 +199,42 @@ TEST(RangeRuns, FreedPagesAreGivenBack) {
   range::free_run(again, bytes / range::unit_bytes);
 }
 
+TEST(RangeHeap, ZeroedBlocksAreZeroAndFreshRunsStayUntouched) {
+  // Reused memory is cleared: blocks of each kind, dirtied and freed, then
+  // asked for again zeroed.
+  for (const std::size_t n : {std::size_t{24}, std::size_t{3000}, std::size_t{20000},
+                              std::size_t{300000}}) {
+    std::vector<void*> dirty;
+    for (int i = 0; i < 8; ++i) {
+      void* p = range_heap::allocate(n, 0);
+      ASSERT_NE(p, nullptr);
+      std::memset(p, 0xA5, n);
+      dirty.push_back(p);
+    }
+    for (void* p : dirty) range_heap::free(p);
+    for (int i = 0; i < 8; ++i) {
+      auto* p = static_cast<unsigned char*>(range_heap::allocate(n, 0, true));
+      ASSERT_NE(p, nullptr);
+      const block b{p, n, 0};
+      EXPECT_EQ(intact(b), n) << n << " bytes, round " << i;
+      range_heap::free(p);
+    }
+  }
+  // A large zeroed block on a run never used: no page of it is written.
+  // (Larger than every run this process has freed, so that it comes from
+  // past the frontier.)
+  ASSERT_TRUE(range::reserve());
+  const std::size_t bytes = range::stats().reserved_bytes / 4;
+  const std::int64_t before = memlimits::platform::resident_bytes();
+  auto* p = static_cast<unsigned char*>(range_heap::allocate(bytes, 0, true));
+  ASSERT_NE(p, nullptr);
+  const std::int64_t after = memlimits::platform::resident_bytes();
+  EXPECT_LT(after - before, std::int64_t{16} << 20) << "a fresh zeroed run was written";
+  EXPECT_EQ(p[bytes / 2], 0);
+  EXPECT_EQ(p[bytes - 1], 0);
+  range_heap::free(p);
+}
+
 TEST(RangeHeap, SlabsEmptiedGoBackToTheRange) {
   const memlimits::core::sampling_off off;
   const std::size_t slabs_before = range_heap::stats().slab_bytes;
