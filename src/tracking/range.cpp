@@ -112,12 +112,12 @@ void unlink(free_header* run) noexcept {
   if (run->next != nullptr) run->next->prev = run->prev;
 }
 
-// Pages [first, first + units) become one free run with `dirty` units that
+// Units [first, first + units) become one free run with `dirty` units that
 // may be resident.
 void add_free(std::size_t first, std::size_t units, std::size_t dirty) noexcept {
   auto* run = reinterpret_cast<free_header*>(unit_address(first));
   run->units = units;
-  run->dirty = dirty < 1 ? 1 : dirty;  // the header's page
+  run->dirty = dirty < 1 ? 1 : dirty;  // the header's unit
   dirty_units += run->dirty;
   mark_run(first, units, true);
   link(run);
@@ -128,7 +128,7 @@ void remove_free(free_header* run) noexcept {
   dirty_units -= run->dirty;
 }
 
-// Gives back the units of free runs, largest bins first, until at most half
+// Gives back the pages of free runs, largest bins first, until at most half
 // the bound is held.
 void purge() noexcept {
   const std::size_t bound = purge_floor_units + used_units / 128;
@@ -137,7 +137,7 @@ void purge() noexcept {
     for (free_header* run = bins[bin]; run != nullptr && dirty_units > bound / 2;
          run = run->next) {
       if (run->dirty <= 1) continue;
-      // The whole units past the header's unit; the run's partial units stay.
+      // The whole pages past the header's unit; the run's partial pages stay.
       const auto start = reinterpret_cast<std::uintptr_t>(run);
       const std::uintptr_t from = (start + unit_bytes + page_bytes - 1) & ~(page_bytes - 1);
       const std::uintptr_t to = (start + run->units * unit_bytes) & ~(page_bytes - 1);
@@ -156,7 +156,7 @@ bool commit_to(std::size_t units) noexcept {
   if (!platform::commit_pages(unit_address(committed), (target - committed) * unit_bytes)) {
     return false;
   }
-  // The map's units for [committed, target), rounded out to whole units.
+  // The map's pages for the units [committed, target), rounded out.
   const auto map_page = [](std::size_t unit) {
     return unit * sizeof(std::uint32_t) / page_bytes * page_bytes;
   };
