@@ -35,7 +35,11 @@ test_pass_fds_redirected, which counts inherited descriptors).
 
 Left out: test_signal's SiginterruptTest.test_siginterrupt_off, which waits
 for support.SHORT_TIMEOUT (30 s) by design in every run; its two siblings,
-which interrupt a read() in a child process, stay.
+which interrupt a read() in a child process, stay. And test_signal's
+StressTest.test_stress_modifying_handlers, which counts signals delivered
+while another thread keeps swapping the handler and fails when the machine
+is busy: it failed in the plain run, not the preloaded ones, with both
+cores kept busy by other processes.
 
 Test cases that fail in the plain run and in the preloaded runs alike
 (because of the machine, e.g. running as root in a container without
@@ -82,7 +86,8 @@ SUITES_PPROF = ["test_subprocess"]
 SUITES_FOLDED = ["test_os", "test_posix", "test_json", "test_signal", "test_threading",
                  "test_gc", "test_tracemalloc"]
 SUITES = SUITES_PPROF + SUITES_FOLDED
-IGNORED = ["test.test_signal.SiginterruptTest.test_siginterrupt_off"]
+IGNORED = ["test.test_signal.SiginterruptTest.test_siginterrupt_off",
+           "test.test_signal.StressTest.test_stress_modifying_handlers"]
 
 # Differing test cases printed in full at most.
 MAX_LISTED = 30
