@@ -42,9 +42,19 @@ constexpr std::uint32_t free_bit = 1;
 struct free_header {
   std::size_t units;
   std::size_t dirty;  // units that may be resident, the header's included
+  std::uint64_t dirty_since_ns;  // when its oldest dirty units were freed
   free_header* prev;
   free_header* next;
 };
+
+// Freed units are given back to the system once they have stayed free
+// purge_age_ns and more than purge_floor_units + used / 128 are held; at
+// once, whatever their age, above hard_floor_units + used / 8. A program
+// that frees and allocates sampled buffers of one size over and over reuses
+// them long before that, instead of faulting their pages in each time.
+constexpr std::uint64_t purge_age_ns = 10'000'000;
+constexpr std::uint64_t purge_check_ns = 2'000'000;  // between scans for aged runs
+constexpr std::size_t hard_floor_units = (64u << 20) / unit_bytes;
 
 constinit core::spinlock lock;
 int state = 0;  // 0: not tried; 1: reserved; 2: refused. Under lock.
@@ -55,6 +65,7 @@ std::size_t frontier = 0;
 std::size_t committed = 0;
 std::size_t used_units = 0;
 std::size_t dirty_units = 0;  // sum of the free runs' dirty counts
+std::uint64_t next_purge_check_ns = 0;
 free_header* bins[bin_count] = {};
 std::uint64_t nonempty[2] = {};  // bit b: bins[b] has a run
 static_assert(bin_count <= 128);
@@ -114,10 +125,12 @@ void unlink(free_header* run) noexcept {
 
 // Units [first, first + units) become one free run with `dirty` units that
 // may be resident.
-void add_free(std::size_t first, std::size_t units, std::size_t dirty) noexcept {
+void add_free(std::size_t first, std::size_t units, std::size_t dirty,
+              std::uint64_t dirty_since_ns) noexcept {
   auto* run = reinterpret_cast<free_header*>(unit_address(first));
   run->units = units;
   run->dirty = dirty < 1 ? 1 : dirty;  // the header's unit
+  run->dirty_since_ns = dirty_since_ns;
   dirty_units += run->dirty;
   mark_run(first, units, true);
   link(run);
@@ -128,15 +141,20 @@ void remove_free(free_header* run) noexcept {
   dirty_units -= run->dirty;
 }
 
-// Gives back the pages of free runs, largest bins first, until at most half
-// the bound is held.
-void purge() noexcept {
-  const std::size_t bound = purge_floor_units + used_units / 128;
-  if (dirty_units <= bound) return;
-  for (std::size_t bin = bin_count; bin-- > 0 && dirty_units > bound / 2;) {
-    for (free_header* run = bins[bin]; run != nullptr && dirty_units > bound / 2;
+// Gives back the pages of free runs, largest bins first: those dirty for
+// purge_age_ns until at most half the soft bound is held, and any, above the
+// hard bound, until at most half of that is.
+void purge(std::uint64_t now) noexcept {
+  const std::size_t soft = purge_floor_units + used_units / 128;
+  if (dirty_units <= soft) return;
+  const std::size_t hard = hard_floor_units + used_units / 8;
+  if (dirty_units <= hard && now < next_purge_check_ns) return;
+  next_purge_check_ns = now + purge_check_ns;
+  for (std::size_t bin = bin_count; bin-- > 0 && dirty_units > soft / 2;) {
+    for (free_header* run = bins[bin]; run != nullptr && dirty_units > soft / 2;
          run = run->next) {
       if (run->dirty <= 1) continue;
+      if (dirty_units <= hard / 2 && now - run->dirty_since_ns < purge_age_ns) continue;
       // The whole pages past the header's unit; the run's partial pages stay.
       const auto start = reinterpret_cast<std::uintptr_t>(run);
       const std::uintptr_t from = (start + unit_bytes + page_bytes - 1) & ~(page_bytes - 1);
@@ -233,12 +251,13 @@ void* allocate_run(std::size_t units, bool* zeroed) noexcept {
       const std::size_t first = unit_index(run);
       const std::size_t length = run->units;
       const std::size_t dirty = run->dirty;
+      const std::uint64_t dirty_since = run->dirty_since_ns;
       remove_free(run);
       if (length > units) {
         // The rest stays free; which of its units are resident is not
         // known, so it may hold all the dirty ones.
         const std::size_t rest = length - units;
-        add_free(first + units, rest, dirty < rest ? dirty : rest);
+        add_free(first + units, rest, dirty < rest ? dirty : rest, dirty_since);
       }
       mark_run(first, units, false);
       used_units += units;
@@ -256,6 +275,7 @@ void* allocate_run(std::size_t units, bool* zeroed) noexcept {
 }
 
 void free_run(void* run, std::size_t units) noexcept {
+  const std::uint64_t now = platform::monotonic_ns();
   core::spinlock_guard guard(lock);
   std::size_t first = unit_index(run);
   MEMLIMITS_CHECK(unit_map[first] == static_cast<std::uint32_t>(units << 1),
@@ -263,10 +283,18 @@ void free_run(void* run, std::size_t units) noexcept {
   used_units -= units;
   std::size_t length = units;
   std::size_t dirty = units;
+  std::uint64_t dirty_since = now;
+  // A neighbour's age counts when it holds dirty units beyond its header.
+  const auto merge_age = [&](const free_header* neighbour) {
+    if (neighbour->dirty > 1 && neighbour->dirty_since_ns < dirty_since) {
+      dirty_since = neighbour->dirty_since_ns;
+    }
+  };
   if (first > 0 && (unit_map[first - 1] & free_bit) != 0) {
     const std::size_t before = unit_map[first - 1] >> 1;
     auto* neighbour = reinterpret_cast<free_header*>(unit_address(first - before));
     dirty += neighbour->dirty;
+    merge_age(neighbour);
     remove_free(neighbour);
     first -= before;
     length += before;
@@ -275,11 +303,12 @@ void free_run(void* run, std::size_t units) noexcept {
   if (after < frontier && (unit_map[after] & free_bit) != 0) {
     auto* neighbour = reinterpret_cast<free_header*>(unit_address(after));
     dirty += neighbour->dirty;
+    merge_age(neighbour);
     length += neighbour->units;
     remove_free(neighbour);
   }
-  add_free(first, length, dirty);
-  purge();
+  add_free(first, length, dirty, dirty_since);
+  purge(now);
 }
 
 statistics stats() noexcept {

@@ -23,10 +23,11 @@
 // the range in address space, resident where used). A run is used (a slab
 // of small blocks or one large block, range_heap.cpp) or free. Free runs
 // are kept in bins by length, coalesced with their free neighbours, and
-// their whole pages are given back to the system (purge_pages) once more
-// than a bound of freed units are held: 1 MiB plus 1/128 of the units in
-// use. A free run keeps a header in its first unit, so that page stays
-// resident.
+// their whole pages are given back to the system (purge_pages): those free
+// for 10 ms once more than 1 MiB plus 1/128 of the units in use are held,
+// and any at once above 64 MiB plus 1/8 of them (the check runs when a run
+// is freed). A free run keeps a header in its first unit, so that page
+// stays resident.
 // Thread-safety: every function may be called from any thread (one lock).
 // Layer 3 (uses core/ and platform/).
 #pragma once

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -179,8 +180,8 @@ TEST(RangeRuns, NeighboursCoalesceAndTheFrontIsReused) {
   range::free_run(all, 3 * pages);
 }
 
-TEST(RangeRuns, FreedPagesAreGivenBack) {
-  constexpr std::size_t bytes = std::size_t{64} << 20;
+TEST(RangeRuns, FreedPagesAreGivenBackAtOnceAboveTheHardBound) {
+  constexpr std::size_t bytes = std::size_t{256} << 20;
   auto* run = static_cast<char*>(range::allocate_run(bytes / range::unit_bytes));
   ASSERT_NE(run, nullptr);
   std::memset(run, 7, bytes);
@@ -188,15 +189,39 @@ TEST(RangeRuns, FreedPagesAreGivenBack) {
   range::free_run(run, bytes / range::unit_bytes);
   const std::int64_t freed = memlimits::platform::resident_bytes();
   const range::statistics s = range::stats();
-  // At most 1 MiB plus 1/128 of the pages in use stay resident.
-  EXPECT_LE(s.free_dirty_bytes, (std::size_t{1} << 20) + s.used_bytes / 128);
-  EXPECT_GT(touched - freed, static_cast<std::int64_t>(bytes - (std::size_t{8} << 20)))
+  // Above 64 MiB + 1/8 of the units in use, freed pages go back whatever
+  // their age, down to half that.
+  EXPECT_LE(s.free_dirty_bytes, ((std::size_t{64} << 20) + s.used_bytes / 8) / 2);
+  EXPECT_GT(touched - freed, static_cast<std::int64_t>(bytes - (std::size_t{40} << 20)))
       << "resident before the free " << touched << ", after " << freed;
   // Given-back pages read as zeros and can be used again.
   auto* again = static_cast<char*>(range::allocate_run(bytes / range::unit_bytes));
   ASSERT_NE(again, nullptr);
   again[bytes - 1] = 1;
   range::free_run(again, bytes / range::unit_bytes);
+}
+
+TEST(RangeRuns, FreedPagesStayForReuseThenGoBackWhenOld) {
+  // 16 MiB: above the soft bound (1 MiB + 1/128 of the units in use), below
+  // the hard one. Freed, it stays resident for reuse...
+  constexpr std::size_t bytes = std::size_t{16} << 20;
+  constexpr std::size_t units = bytes / range::unit_bytes;
+  auto* run = static_cast<char*>(range::allocate_run(units));
+  ASSERT_NE(run, nullptr);
+  std::memset(run, 7, bytes);
+  range::free_run(run, units);
+  EXPECT_GE(range::stats().free_dirty_bytes, bytes - range::unit_bytes);
+  // ... and once it has been free for 10 ms, the next free gives it back.
+  const std::uint64_t freed_at = memlimits::platform::monotonic_ns();
+  void* small = range::allocate_run(1);
+  ASSERT_NE(small, nullptr);
+  while (memlimits::platform::monotonic_ns() - freed_at < 150'000'000) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  range::free_run(small, 1);
+  const range::statistics s = range::stats();
+  EXPECT_LE(s.free_dirty_bytes, (std::size_t{1} << 20) + s.used_bytes / 128)
+      << "a run free for 150 ms was not given back";
 }
 
 TEST(RangeHeap, ZeroedBlocksAreZeroAndFreshRunsStayUntouched) {
