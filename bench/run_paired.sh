@@ -73,7 +73,6 @@ GBENCH_FILTER=${GBENCH_FILTER:-.}
 FOREIGN_MAX=${FOREIGN_MAX:-5}
 QUIET_WAIT=${QUIET_WAIT:-120}
 CALLGRIND_N=${CALLGRIND_N:-1000}
-CORES=$(nproc)
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -100,26 +99,9 @@ done
 # The value of key=value in a line of output.
 field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 
-# CPU time used by the whole machine so far, in clock ticks (user nice system
-# irq softirq steal).
-busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-TICK_MS=$(awk -v hz="$(getconf CLK_TCK)" 'BEGIN { print 1000 / hz }')
-
-# Waits (at most QUIET_WAIT seconds) for a second in which the machine is
-# busy less than FOREIGN_MAX percent; we run nothing meanwhile.
-wait_quiet() {
-  local waited=0 before after
-  while ((waited < QUIET_WAIT)); do
-    before=$(busy_ticks)
-    sleep 1
-    after=$(busy_ticks)
-    if awk -v b="$before" -v a="$after" -v t="$TICK_MS" -v n="$CORES" -v m="$FOREIGN_MAX" \
-         'BEGIN { exit !((a - b) * t / (1000 * n) * 100 <= m) }'; then
-      return
-    fi
-    waited=$((waited + 1))
-  done
-}
+# busy_ticks, TICK_MS, wait_quiet.
+# shellcheck source=bench/quiet.sh
+source "$(dirname "${BASH_SOURCE[0]}")/quiet.sh"
 
 # stdin: "key value" lines; stdout: "key median min max count", keys sorted.
 stats_by_key() {

@@ -78,23 +78,9 @@ median() {  # the median of the numbers on stdin
                    print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }'
 }
 
-# CPU time used by the whole machine so far, in clock ticks.
-busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-TICK_MS=$(awk -v hz="$(getconf CLK_TCK)" 'BEGIN { print 1000 / hz }')
-CORES=$(nproc)
-wait_quiet() {  # at most QUIET_WAIT s for a second in which others used < FOREIGN_MAX %
-  local waited=0 before after
-  while ((waited < QUIET_WAIT)); do
-    before=$(busy_ticks)
-    sleep 1
-    after=$(busy_ticks)
-    if awk -v b="$before" -v a="$after" -v t="$TICK_MS" -v n="$CORES" -v m="$FOREIGN_MAX" \
-         'BEGIN { exit !((a - b) * t / (1000 * n) * 100 <= m) }'; then
-      return
-    fi
-    waited=$((waited + 1))
-  done
-}
+# busy_ticks, TICK_MS, CORES, wait_quiet.
+# shellcheck source=bench/quiet.sh
+source "$(dirname "${BASH_SOURCE[0]}")/quiet.sh"
 
 plain_of() { [[ $1 == glibc ]] && echo "$BIN/alloc_shapes_plain" || echo "$BIN/alloc_shapes_plain_$1"; }
 hooks_of() { [[ $1 == glibc ]] && echo "$BIN/alloc_shapes_hooks" || echo "$BIN/alloc_shapes_hooks_$1"; }
